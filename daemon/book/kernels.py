@@ -1,0 +1,227 @@
+"""numba kernels behind the Book: sorted int64 level arrays with the best level at the end.
+
+Each side is a pair of arrays (`px`, `qty`) sorted ascending by key with `n` live entries. Bids
+use the price as key, asks the negated price, so on both sides the best level is entry `n - 1`
+and the changes that come most often (near the touch) move the fewest entries. The kernels take
+prices and a `sign` (+1 bids, -1 asks) and negate inside, so no caller allocates a key array.
+
+A delta is applied per side as one batch: its changes are ordered by key, the changes to one
+price are folded in message order (so the result and the absent-delete count equal applying
+them one by one), and then every surviving level moves at most once, by the net number of
+inserts minus deletes below it. One insert or delete deep in the book thus costs one pass over
+the levels above it per message, not one per change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# Up to this many changes a side's order is found by insertion sort (no allocation); past it
+# by a stable argsort.
+_INSERTION_SORT_MAX = 32
+
+
+@njit(cache=True, nogil=True)
+def _find_from_top(px: np.ndarray, hi: int, key: int) -> int:
+    """First index in px[:hi] whose key is >= `key` (hi if none), searched from the top end.
+
+    Gallops down from `hi` and then bisects, so a key near the touch costs a few steps and a key
+    deep in the book log2(distance). The caller guarantees px[hi:...] holds keys >= key.
+    """
+    lo = 0
+    step = 1
+    while True:
+        probe = hi - step
+        if probe < 0:
+            break
+        if px[probe] < key:
+            lo = probe + 1
+            break
+        hi = probe
+        step *= 2
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if px[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True, nogil=True)
+def _order_by_key_desc(prices: np.ndarray, sign: int, order: np.ndarray) -> None:
+    """Fill `order` with the indices of `prices` by key (sign * price) descending, stable.
+
+    Venues list a side best-first or worst-first; both are recognised in one pass.
+    """
+    k = prices.shape[0]
+    desc = True
+    asc = True
+    for j in range(1, k):
+        a = sign * prices[j - 1]
+        b = sign * prices[j]
+        if a <= b:
+            desc = False
+        if a >= b:
+            asc = False
+    if desc:
+        for j in range(k):
+            order[j] = j
+    elif asc:
+        for j in range(k):
+            order[j] = k - 1 - j
+    elif k <= _INSERTION_SORT_MAX:
+        for j in range(k):
+            key = sign * prices[j]
+            m = j
+            while m > 0 and sign * prices[order[m - 1]] < key:
+                order[m] = order[m - 1]
+                m -= 1
+            order[m] = j
+    else:
+        order[:k] = np.argsort(-sign * prices, kind="mergesort")
+
+
+@njit(cache=True, nogil=True)
+def apply_side(px: np.ndarray, qty: np.ndarray, n: int, prices: np.ndarray, sizes: np.ndarray, sign: int,
+               counters: np.ndarray) -> int:
+    """Apply one message's (price, size) changes to one side in message order; size 0 deletes.
+
+    Returns the new n. `counters[0]` is incremented by the deletes of absent levels, `counters[1]`
+    by the changes applied. The caller guarantees room for n + len(prices) entries.
+    """
+    k = prices.shape[0]
+    if sizes.shape[0] != k:
+        raise ValueError("prices and sizes differ in length")
+    counters[1] += k
+    if k == 0:
+        return n
+    order = np.empty(k, np.int64)
+    _order_by_key_desc(prices, sign, order)
+    # Net edits, by key descending: old index, new key, new size (0 = delete the level at the index).
+    e_pos = np.empty(k, np.int64)
+    e_key = np.empty(k, np.int64)
+    e_qty = np.empty(k, np.int64)
+    ne = 0
+    hi = n
+    j = 0
+    while j < k:
+        key = sign * prices[order[j]]
+        i = _find_from_top(px, hi, key)
+        hi = i
+        had = i < n and px[i] == key
+        has = had
+        size = qty[i] if had else 0
+        while j < k and sign * prices[order[j]] == key:
+            s = sizes[order[j]]
+            if s != 0:
+                has = True
+                size = s
+            elif has:
+                has = False
+            else:
+                counters[0] += 1
+            j += 1
+        if had and has:
+            qty[i] = size
+        elif had or has:
+            e_pos[ne] = i
+            e_key[ne] = key
+            e_qty[ne] = size if has else 0
+            ne += 1
+    if ne == 0:
+        return n
+    # Walk the edits upward (key ascending): the levels between two edits shift by the net count of
+    # inserts minus deletes so far. Leftward shifts go bottom-up, rightward ones top-down, so no
+    # level is overwritten before it has moved.
+    shift = np.empty(ne, np.int64)
+    d = 0
+    for e in range(ne - 1, -1, -1):
+        d += 1 if e_qty[e] != 0 else -1
+        shift[e] = d
+    for e in range(ne - 1, -1, -1):
+        d = shift[e]
+        if d < 0:
+            start = e_pos[e] + (1 if e_qty[e] == 0 else 0)
+            end = e_pos[e - 1] if e > 0 else n
+            for m in range(start, end):
+                px[m + d] = px[m]
+                qty[m + d] = qty[m]
+    for e in range(ne):
+        d = shift[e]
+        if d > 0:
+            start = e_pos[e] + (1 if e_qty[e] == 0 else 0)
+            end = e_pos[e - 1] if e > 0 else n
+            for m in range(end - 1, start - 1, -1):
+                px[m + d] = px[m]
+                qty[m + d] = qty[m]
+    for e in range(ne):
+        if e_qty[e] != 0:
+            dest = e_pos[e] + shift[e] - 1
+            px[dest] = e_key[e]
+            qty[dest] = e_qty[e]
+    return n + shift[0]
+
+
+@njit(cache=True, nogil=True)
+def apply_message(bid_px: np.ndarray, bid_qty: np.ndarray, n_bid: int, ask_key: np.ndarray,
+                  ask_qty: np.ndarray, n_ask: int, bid_prices: np.ndarray, bid_sizes: np.ndarray,
+                  ask_prices: np.ndarray, ask_sizes: np.ndarray, counters: np.ndarray) -> tuple:
+    """Apply one delta message to both sides in one call; returns (n_bid, n_ask)."""
+    n_bid = apply_side(bid_px, bid_qty, n_bid, bid_prices, bid_sizes, 1, counters)
+    n_ask = apply_side(ask_key, ask_qty, n_ask, ask_prices, ask_sizes, -1, counters)
+    return n_bid, n_ask
+
+
+@njit(cache=True, nogil=True)
+def load_side(px: np.ndarray, qty: np.ndarray, prices: np.ndarray, sizes: np.ndarray, sign: int) -> int:
+    """Replace a side with the given levels (any order; size-0 entries skipped; a repeated price keeps
+    the last size). Returns n."""
+    if sizes.shape[0] != prices.shape[0]:
+        raise ValueError("prices and sizes differ in length")
+    keys = sign * prices
+    order = np.argsort(keys, kind="mergesort")
+    n = 0
+    for j in range(order.shape[0]):
+        k = keys[order[j]]
+        s = sizes[order[j]]
+        if n > 0 and px[n - 1] == k:
+            if s == 0:
+                n -= 1
+            else:
+                qty[n - 1] = s
+            continue
+        if s == 0:
+            continue
+        px[n] = k
+        qty[n] = s
+        n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def qty_beyond(px: np.ndarray, qty: np.ndarray, n: int, key_limit: int) -> int:
+    """Total size of the levels whose key is >= key_limit (the levels at or better than a price)."""
+    i = np.searchsorted(px[:n], key_limit)
+    total = 0
+    for m in range(i, n):
+        total += qty[m]
+    return total
+
+
+@njit(cache=True, nogil=True)
+def sweep(px: np.ndarray, qty: np.ndarray, n: int, want: int, key_limit: int, sign: int) -> tuple:
+    """Walk a side from the best level taking up to `want` lots at keys >= key_limit.
+
+    Returns (lots taken, sum of price*lots in ticks*lots as float); `sign` turns keys into prices.
+    """
+    taken = 0
+    notional = 0.0
+    m = n - 1
+    while m >= 0 and taken < want and px[m] >= key_limit:
+        take = min(qty[m], want - taken)
+        taken += take
+        notional += float(sign * px[m]) * float(take)
+        m -= 1
+    return taken, notional

@@ -1,0 +1,120 @@
+"""The depthd command line: `depthd replay`, `depthd check-config`.
+
+Exit codes: 0 success, 2 bad input (a replay file), 3 bad configuration, 1 anything unexpected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from daemon import __version__
+from daemon.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from daemon.replay import Replay, ReplayResult
+
+EXIT_OK, EXIT_UNEXPECTED, EXIT_INPUT, EXIT_CONFIG = 0, 1, 2, 3
+DEFAULT_CONFIG = "config.toml"
+
+
+def _speed(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError("speed must be 0 (as fast as possible) or a positive factor")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="depthd", description="L2 order-book trading daemon")
+    parser.add_argument("--version", action="version", version=f"depthd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    rp = sub.add_parser("replay", help="replay recorded sessions through the trading path (backtest)")
+    rp.add_argument("files", nargs="+", metavar="FILE", help=".rec.zst recordings or .ndjson[.gz] normalized L2")
+    rp.add_argument("--config", default=DEFAULT_CONFIG, help="config file (default: %(default)s)")
+    rp.add_argument("--report", metavar="DIR", help="write DIR/report.json and DIR/run.json")
+    rp.add_argument("--speed", type=_speed, default=0.0,
+                    help="0 = as fast as possible (default); X = paced at X times recorded time")
+    rp.add_argument("--skip-bad", action="store_true", help="count, log and skip malformed lines")
+    rp.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+
+    cc = sub.add_parser("check-config", help="validate a config file")
+    cc.add_argument("--config", default=DEFAULT_CONFIG, help="config file (default: %(default)s)")
+    return parser
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from daemon.config import load_settings
+
+    settings = load_settings(args.config)
+    print(f"{args.config}: OK (mode {settings.daemon.mode}, strategy {settings.strategy.name}, "
+          f"{len(settings.instruments)} instrument(s))")
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from daemon.config import load_settings
+    from daemon.logs import configure_logging
+    from daemon.replay import Replay
+    from daemon.report import build_report, build_run_info, summary_lines, write_json
+
+    settings = load_settings(args.config)
+    configure_logging(settings.daemon.log_level)
+    show_progress = not args.quiet and sys.stderr.isatty()
+    bar = None
+    if show_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(unit=" msg", unit_scale=True, desc="replay", file=sys.stderr, mininterval=0.5)
+    try:
+        replay = Replay(settings, list(args.files), skip_bad=args.skip_bad,
+                        progress=bar.update if bar is not None else None)
+        result = _run(replay, args.speed)
+    finally:
+        if bar is not None:
+            bar.close()
+    report = build_report(result, settings.report.top_levels)
+    run = build_run_info(result)
+    if args.report:
+        out = Path(args.report)
+        write_json(out / "report.json", report)
+        write_json(out / "run.json", run)
+    if not args.quiet:
+        for line in summary_lines(report, run):
+            print(line)
+        if args.report:
+            print(f"report: {Path(args.report) / 'report.json'}")
+    return EXIT_OK
+
+
+def _run(replay: Replay, speed: float) -> ReplayResult:
+    """Fast replays run straight through; paced ones run on the event loop (uvloop if present)."""
+    if speed == 0:
+        return replay.run()
+    try:
+        import uvloop
+
+        return uvloop.run(replay.run_async(speed))
+    except ImportError:
+        return asyncio.run(replay.run_async(speed))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"replay": cmd_replay, "check-config": cmd_check_config}[args.command]
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"depthd: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except InputError as exc:
+        print(f"depthd: input error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("depthd: interrupted", file=sys.stderr)
+        return 130

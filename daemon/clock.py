@@ -1,0 +1,167 @@
+"""Clocks: the one source of time (DESIGN rule 2), and the timers scheduled through it.
+
+`ReplayClock` is driven by recorded receive times: `advance_to(t)` fires every timer due at or
+before t, in (due time, scheduling order), with `now()` equal to each timer's due time while it
+runs, so replays are deterministic. `LiveClock` reads wall time and schedules on the asyncio loop.
+Timer callbacks receive the time they fire at, in ns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+TimerFn = Callable[[int], None]
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    """What the core may ask of time."""
+
+    def now(self) -> int: ...
+
+    def call_at(self, when_ns: int, fn: TimerFn) -> TimerHandle: ...
+
+    def call_every(self, period_ns: int, fn: TimerFn) -> TimerHandle: ...
+
+
+class _Timer:
+    __slots__ = ("cancelled", "fn", "period", "when")
+
+    def __init__(self, when: int, fn: TimerFn, period: int = 0) -> None:
+        self.when = when
+        self.fn = fn
+        self.period = period
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def next_boundary(t: int, period: int) -> int:
+    """The first multiple of period strictly after t: periodic timers fire on a fixed grid."""
+    return (t // period + 1) * period
+
+
+class ReplayClock:
+    """Time is whatever the replay says it is; timers fire as the replay moves past them."""
+
+    def __init__(self, start_ns: int = 0) -> None:
+        self._now = start_ns
+        self._heap: list[tuple[int, int, _Timer]] = []
+        self._seq = itertools.count()
+        self._started = False
+        self._pending: list[_Timer] = []
+
+    def now(self) -> int:
+        return self._now
+
+    @property
+    def started(self) -> bool:
+        """False until the first event has set the time; periodic timers wait for it."""
+        return self._started
+
+    def call_at(self, when_ns: int, fn: TimerFn) -> _Timer:
+        timer = _Timer(max(when_ns, self._now), fn)
+        heapq.heappush(self._heap, (timer.when, next(self._seq), timer))
+        return timer
+
+    def call_every(self, period_ns: int, fn: TimerFn) -> _Timer:
+        if period_ns <= 0:
+            raise ValueError(f"timer period must be > 0 ns, got {period_ns}")
+        timer = _Timer(next_boundary(self._now, period_ns) if self._started else -1, fn, period_ns)
+        if self._started:
+            heapq.heappush(self._heap, (timer.when, next(self._seq), timer))
+        else:
+            self._pending.append(timer)
+        return timer
+
+    def next_due(self) -> int | None:
+        """When the next live timer is due, or None."""
+        while self._heap and self._heap[0][2].cancelled:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
+    def advance_to(self, t: int) -> None:
+        """Move time forward to t, firing every timer due at or before t. Time never goes back."""
+        if not self._started:
+            self._started = True
+            self._now = t
+            for timer in self._pending:
+                timer.when = next_boundary(t - 1, timer.period)
+                heapq.heappush(self._heap, (timer.when, next(self._seq), timer))
+            self._pending.clear()
+        heap = self._heap
+        while heap and heap[0][0] <= t:
+            when, _, timer = heapq.heappop(heap)
+            if timer.cancelled:
+                continue
+            self._now = when
+            timer.fn(when)
+            if timer.period and not timer.cancelled:
+                timer.when = when + timer.period
+                heapq.heappush(heap, (timer.when, next(self._seq), timer))
+        if t > self._now:
+            self._now = t
+
+
+class _LoopTimer:
+    __slots__ = ("handle",)
+
+    def __init__(self) -> None:
+        self.handle: asyncio.TimerHandle | None = None
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+
+class LiveClock:
+    """Wall time in ns; timers run on the asyncio loop at the matching wall time."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop or asyncio.get_running_loop()
+
+    def now(self) -> int:
+        return time.time_ns()
+
+    def _delay(self, when_ns: int) -> float:
+        return max(0.0, (when_ns - self.now()) / 1e9)
+
+    def call_at(self, when_ns: int, fn: TimerFn) -> _LoopTimer:
+        timer = _LoopTimer()
+
+        def fire() -> None:
+            timer.handle = None
+            fn(when_ns)
+
+        timer.handle = self.loop.call_later(self._delay(when_ns), fire)
+        return timer
+
+    def call_every(self, period_ns: int, fn: TimerFn) -> _LoopTimer:
+        if period_ns <= 0:
+            raise ValueError(f"timer period must be > 0 ns, got {period_ns}")
+        timer = _LoopTimer()
+
+        def schedule(when: int) -> None:
+            def fire() -> None:
+                fn(when)
+                if timer.handle is not None:
+                    schedule(when + period_ns)
+
+            timer.handle = self.loop.call_later(self._delay(when), fire)
+
+        schedule(next_boundary(self.now(), period_ns))
+        return timer

@@ -1,0 +1,160 @@
+"""config.toml -> typed, validated settings.
+
+Validation happens here, at the edge (DESIGN rule 5): an unknown key, a wrong type or an
+out-of-range value is a ConfigError that names the file and the dotted key. Strategy parameters
+are validated by the strategy's own model, loaded by name, so `check-config` catches them too.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from daemon.errors import ConfigError
+from daemon.instruments import Instrument
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class DaemonSettings(_Section):
+    mode: Literal["replay", "paper", "live"] = "replay"
+    instance: str = Field("depthd", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class InstrumentSettings(_Section):
+    tick_size: float = Field(gt=0, le=1e6)
+    lot_size: float = Field(gt=0, le=1e6)
+
+
+class ReplaySettings(_Section):
+    symbol: str = Field("", description="symbol for generic inputs; empty = the file's stem")
+    default_tick_size: float = Field(1e-8, gt=0, le=1e6)
+    default_lot_size: float = Field(1e-8, gt=0, le=1e6)
+    skip_bad: bool = False
+
+
+class FeatureSettings(_Section):
+    sample_interval_ms: int = Field(100, ge=1, le=3_600_000)
+
+
+class StrategySettings(_Section):
+    name: str = Field("imbalance", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    symbols: list[str] = Field(default_factory=list, description="symbols traded; empty = every symbol")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExecutionSettings(_Section):
+    order_type: Literal["market", "limit"] = "market"
+    client_id_prefix: str = Field("dd", min_length=1, max_length=16, pattern=r"^[A-Za-z0-9]+$")
+
+
+class RiskLimits(_Section):
+    max_position: float = Field(gt=0, description="absolute position, decimal quantity")
+    max_order_qty: float = Field(gt=0)
+    max_notional: float = Field(gt=0, description="absolute position notional after the order, quote ccy")
+
+
+class RiskSettings(_Section):
+    max_position: float = Field(1.0, gt=0)
+    max_order_qty: float = Field(1.0, gt=0)
+    max_notional: float = Field(1_000_000.0, gt=0)
+    symbols: dict[str, RiskLimits] = Field(default_factory=dict)
+
+    def limits_for(self, symbol: str) -> RiskLimits:
+        """The limits of one symbol: its own table if it has one, else the defaults."""
+        own = self.symbols.get(symbol)
+        if own is not None:
+            return own
+        return RiskLimits(max_position=self.max_position, max_order_qty=self.max_order_qty,
+                          max_notional=self.max_notional)
+
+
+class PaperSettings(_Section):
+    latency_us: int = Field(0, ge=0, le=60_000_000)
+    taker_fee_bps: float = Field(0.0, ge=-100, le=100)
+    maker_fee_bps: float = Field(0.0, ge=-100, le=100)
+
+
+class ReportSettings(_Section):
+    top_levels: int = Field(5, ge=1, le=100)
+    max_fills: int = Field(100_000, ge=0, le=10_000_000, description="fills listed in report.json")
+
+
+class Settings(_Section):
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    instruments: dict[str, InstrumentSettings] = Field(default_factory=dict)
+    replay: ReplaySettings = Field(default_factory=ReplaySettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
+    strategy: StrategySettings = Field(default_factory=StrategySettings)
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
+    paper: PaperSettings = Field(default_factory=PaperSettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
+
+    @model_validator(mode="after")
+    def _limits_within_defaults(self) -> Settings:
+        for sym, lim in self.risk.symbols.items():
+            if lim.max_order_qty > lim.max_position:
+                raise ValueError(f"risk.symbols.{sym}: max_order_qty exceeds max_position")
+        if self.risk.max_order_qty > self.risk.max_position:
+            raise ValueError("risk: max_order_qty exceeds max_position")
+        return self
+
+    def instrument(self, symbol: str) -> Instrument:
+        """The tick/lot grid of a symbol: its [instruments] table, else the replay defaults."""
+        spec = self.instruments.get(symbol)
+        if spec is not None:
+            return Instrument(symbol, spec.tick_size, spec.lot_size)
+        return Instrument(symbol, self.replay.default_tick_size, self.replay.default_lot_size)
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read and validate a config file; every problem is a ConfigError naming file and key."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read config file: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    return settings_from_dict(raw, source=str(p))
+
+
+def settings_from_dict(raw: dict[str, Any], source: str = "<config>") -> Settings:
+    """Validate an already-parsed config mapping (also the strategy's own params)."""
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(source, exc)) from None
+    from strategies import StrategyLoadError, validate_params
+
+    try:
+        validate_params(settings.strategy.name, settings.strategy.params)
+    except StrategyLoadError as exc:
+        raise ConfigError(f"{source}: strategy: {exc}") from None
+    except ValidationError as exc:
+        raise ConfigError(_describe(source, exc, prefix="strategy.params")) from None
+    return settings
+
+
+def _describe(source: str, exc: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"] if part != "__root__")
+        key = f"{prefix}.{key}" if prefix and key else (prefix or key)
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            if "input" in err and err["type"] != "missing":
+                msg += f" (got {err['input']!r})"
+        lines.append(f"{source}: {key or '<top level>'}: {msg}")
+    return "\n".join(lines)

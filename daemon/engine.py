@@ -1,0 +1,231 @@
+"""The engine: routes events along the path, synchronously and without I/O (DESIGN: the path).
+
+    market event -> BookSync/Book -> FeatureCalculator -> (sample tick) -> Strategy -> target
+    target -> OrderIntent -> RiskGate -> Order -> Broker -> broker events -> Portfolio, Strategy
+
+The same Engine runs live and replay; the caller owns the clock (a replay advances it to each
+event's receive time before handing the event over) and the source.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import structlog
+
+from daemon.book import Book, BookState, BookSync
+from daemon.brokers.base import Broker
+from daemon.brokers.lifecycle import OrderState
+from daemon.clock import Clock
+from daemon.events import (
+    BookDelta,
+    BookSnapshot,
+    BrokerEvent,
+    Fill,
+    MarketEvent,
+    Order,
+    OrderCanceled,
+    OrderIntent,
+    OrderRejected,
+    OrderType,
+    Side,
+    TargetPosition,
+    Trade,
+)
+from daemon.features import FeatureCalculator
+from daemon.instruments import Instrument
+from daemon.portfolio import Portfolio
+from daemon.risk import RiskGate, RiskView
+from strategies import Strategy
+
+log = structlog.get_logger("depthd.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionPolicy:
+    """How targets become orders: market orders, or limit orders joining the touch."""
+
+    order_type: OrderType = OrderType.MARKET
+    client_id_prefix: str = "dd"
+
+
+class Engine:
+    """One instance per daemon; call `on_market` for each decoded event, in receive-time order."""
+
+    def __init__(self, clock: Clock, instrument: Callable[[str], Instrument], features: FeatureCalculator,
+                 risk: RiskGate, portfolio: Portfolio, policy: ExecutionPolicy,
+                 sample_interval_ns: int, traded_symbols: Iterable[str] = (), max_fills_kept: int = 100_000) -> None:
+        self.clock = clock
+        self.instrument = instrument
+        self.features = features
+        self.risk = risk
+        self.portfolio = portfolio
+        self.policy = policy
+        self.books: dict[str, Book] = {}
+        self.syncs: dict[str, BookSync] = {}
+        self.strategy: Strategy | None = None
+        self.broker: Broker | None = None
+        self.traded = frozenset(traded_symbols)
+        self.counts: Counter[str] = Counter()
+        self.broker_rejects: Counter[str] = Counter()
+        self.fills: list[Fill] = []
+        self.targets: dict[str, int] = {}
+        self._max_fills_kept = max_fills_kept
+        self._order_seq = 0
+        self._last_reject: dict[str, str] = {}
+        self._sample_interval_ns = sample_interval_ns
+        self._sampler = None
+
+    # --- wiring ----------------------------------------------------------------------------------
+
+    def attach(self, strategy: Strategy, broker: Broker) -> None:
+        """Plug in the strategy and the broker (the broker reports back through `on_broker_event`)."""
+        self.strategy = strategy
+        self.broker = broker
+        self._sampler = self.clock.call_every(self._sample_interval_ns, self.on_sample_tick)
+
+    def add_symbol(self, symbol: str) -> BookSync:
+        """Create the book and sync machine of a symbol (idempotent)."""
+        sync = self.syncs.get(symbol)
+        if sync is None:
+            self.instrument(symbol)
+            book = self.books[symbol] = Book(symbol)
+            sync = self.syncs[symbol] = BookSync(book)
+        return sync
+
+    # --- market data -----------------------------------------------------------------------------
+
+    def on_market(self, ev: MarketEvent) -> None:
+        """Route one market event: book and features, then the paper matcher if there is one."""
+        sync = self.syncs.get(ev.symbol) or self.add_symbol(ev.symbol)
+        if isinstance(ev, BookDelta):
+            self.counts["delta"] += 1
+            self.counts["level_updates"] += ev.n_levels
+            before = sync.state
+            state = sync.on_delta(ev)
+        elif isinstance(ev, BookSnapshot):
+            self.counts["snapshot"] += 1
+            self.counts["level_updates"] += ev.n_levels
+            before = sync.state
+            state = sync.on_snapshot(ev)
+        else:
+            self._on_trade(ev)
+            return
+        if state is not before:
+            log.info("book_state", symbol=ev.symbol, old=str(before), new=str(state), ts=ev.ts_recv)
+        if state is BookState.LIVE or before is BookState.LIVE:
+            self.features.on_book(sync.book, state is BookState.LIVE)
+            on_book = getattr(self.broker, "on_book", None)
+            if on_book is not None and state is BookState.LIVE:
+                on_book(ev.symbol, snapshot=isinstance(ev, BookSnapshot))
+
+    def _on_trade(self, trade: Trade) -> None:
+        self.counts["trade"] += 1
+        self.features.on_trade(trade)
+        on_trade = getattr(self.broker, "on_trade", None)
+        if on_trade is not None and self.syncs[trade.symbol].live:
+            on_trade(trade)
+
+    # --- sampling and strategy -------------------------------------------------------------------
+
+    def on_sample_tick(self, ts: int) -> None:
+        """The sampling cadence: mark positions, ask the strategy, pursue its targets."""
+        for symbol in sorted(self.syncs):
+            sync = self.syncs[symbol]
+            sample = self.features.sample(symbol, ts)
+            self.counts["samples"] += 1
+            mid = sync.book.mid_ticks() if sync.live else None
+            self.portfolio.mark(symbol, self.instrument(symbol).tick_size * mid if mid is not None else None)
+            if self.strategy is None or (self.traded and symbol not in self.traded):
+                continue
+            target = self.strategy.on_sample(sample)
+            if target is not None:
+                self.pursue(target)
+        self.portfolio.record_equity(ts)
+
+    def pursue(self, target: TargetPosition) -> None:
+        """Turn a target position into at most one new order, cancelling orders that work against it."""
+        assert self.broker is not None
+        symbol = target.symbol
+        self.targets[symbol] = target.target
+        position = self.portfolio.position(symbol)
+        want = target.target - position
+        working = 0
+        for oo in self.broker.open_orders(symbol):
+            if oo.state is OrderState.PENDING_CANCEL:
+                continue
+            signed = int(oo.order.side) * oo.leaves_qty
+            if want == 0 or (signed > 0) != (want > 0) or abs(working + signed) > abs(want):
+                self.broker.cancel(oo.order.client_id)
+                self.counts["cancels_sent"] += 1
+            else:
+                working += signed
+        delta = want - working
+        if delta == 0:
+            return
+        side = Side.BUY if delta > 0 else Side.SELL
+        intent = self._intent(symbol, side, abs(delta), target)
+        if intent is not None:
+            self.submit(intent)
+
+    def _intent(self, symbol: str, side: Side, qty: int, target: TargetPosition) -> OrderIntent | None:
+        if self.policy.order_type is OrderType.MARKET:
+            return OrderIntent(symbol, self.clock.now(), side, qty, OrderType.MARKET, tag=target.reason)
+        book = self.books[symbol]
+        touch = book.best_bid() if side is Side.BUY else book.best_ask()
+        if touch is None:
+            self.counts["no_touch"] += 1
+            return None
+        return OrderIntent(symbol, self.clock.now(), side, qty, OrderType.LIMIT, touch[0], tag=target.reason)
+
+    def risk_view(self, symbol: str, side: Side) -> RiskView:
+        """The facts the risk gate checks an intent of this symbol against."""
+        assert self.broker is not None
+        open_buy = open_sell = 0
+        for oo in self.broker.open_orders(symbol):
+            if oo.order.side is Side.BUY:
+                open_buy += oo.leaves_qty
+            else:
+                open_sell += oo.leaves_qty
+        book = self.books[symbol]
+        far = book.best_ask() if side is Side.BUY else book.best_bid()
+        return RiskView(self.portfolio.position(symbol), open_buy, open_sell, self.syncs[symbol].live,
+                        far[0] if far is not None else None)
+
+    def submit(self, intent: OrderIntent) -> Order | None:
+        """Risk-check an intent and send it; a refusal is counted by reason and logged, never sent."""
+        assert self.broker is not None
+        self.counts["intents"] += 1
+        reject = self.risk.check(intent, self.risk_view(intent.symbol, intent.side))
+        if reject is not None:
+            # The first reject of a run with the same reason is logged at info, repeats at debug.
+            repeat = self._last_reject.get(intent.symbol) == reject.reason
+            self._last_reject[intent.symbol] = reject.reason
+            (log.debug if repeat else log.info)("risk_reject", symbol=intent.symbol, reason=reject.reason,
+                                                detail=reject.detail, ts=intent.ts)
+            return None
+        self._last_reject.pop(intent.symbol, None)
+        self._order_seq += 1
+        order = Order.from_intent(f"{self.policy.client_id_prefix}-{self._order_seq}", intent)
+        self.counts["orders"] += 1
+        self.broker.submit(order)
+        return order
+
+    # --- broker events ---------------------------------------------------------------------------
+
+    def on_broker_event(self, ev: BrokerEvent) -> None:
+        """Fills move the portfolio and reach the strategy; rejects and cancels are counted."""
+        if isinstance(ev, Fill):
+            self.counts["fills"] += 1
+            if len(self.fills) < self._max_fills_kept:
+                self.fills.append(ev)
+            self.portfolio.on_fill(ev)
+            if self.strategy is not None:
+                self.strategy.on_fill(ev)
+        elif isinstance(ev, OrderRejected):
+            self.broker_rejects[ev.reason] += 1
+            log.info("broker_reject", client_id=ev.client_id, symbol=ev.symbol, reason=ev.reason, ts=ev.ts)
+        elif isinstance(ev, OrderCanceled):
+            self.counts["canceled"] += 1

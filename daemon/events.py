@@ -1,0 +1,193 @@
+"""Event and action types that travel along the path: small, immutable, typed.
+
+Market events carry two timestamps in ns (DESIGN rule 8): `ts_venue`, the venue's own time, and
+`ts_recv`, the local receive time. Prices are int ticks and sizes int lots (rule 9). Book events
+carry their levels as int64 numpy arrays: a delta's size 0 deletes the level.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class Side(enum.IntEnum):
+    """Order or aggressor side; the value is the sign it gives a position."""
+
+    BUY = 1
+    SELL = -1
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class OrderType(enum.StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class Liquidity(enum.StrEnum):
+    MAKER = "maker"
+    TAKER = "taker"
+
+
+# --- market data -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BookSnapshot:
+    """The whole visible book of one symbol: replaces every level."""
+
+    symbol: str
+    ts_venue: int
+    ts_recv: int
+    bid_px: np.ndarray
+    bid_qty: np.ndarray
+    ask_px: np.ndarray
+    ask_qty: np.ndarray
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.bid_px) + len(self.ask_px)
+
+
+@dataclass(frozen=True, slots=True)
+class BookDelta:
+    """Level changes from one venue message: each (price, size) sets a level; size 0 deletes it."""
+
+    symbol: str
+    ts_venue: int
+    ts_recv: int
+    bid_px: np.ndarray
+    bid_qty: np.ndarray
+    ask_px: np.ndarray
+    ask_qty: np.ndarray
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.bid_px) + len(self.ask_px)
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """A print on the venue; `side` is the aggressor's (taker's) side."""
+
+    symbol: str
+    ts_venue: int
+    ts_recv: int
+    price: int
+    qty: int
+    side: Side
+
+
+MarketEvent = BookSnapshot | BookDelta | Trade
+
+
+# --- strategy and orders -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TargetPosition:
+    """What a strategy wants to hold in a symbol, in lots (signed), with its confidence in [0, 1]."""
+
+    symbol: str
+    ts: int
+    target: int
+    confidence: float
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    """An order the engine wants to send, before risk has seen it."""
+
+    symbol: str
+    ts: int
+    side: Side
+    qty: int
+    order_type: OrderType
+    limit_px: int | None = None
+    reduce_only: bool = False
+    tag: str = ""
+
+    def __post_init__(self) -> None:
+        if self.qty <= 0:
+            raise ValueError(f"OrderIntent qty must be > 0, got {self.qty}")
+        if (self.order_type is OrderType.LIMIT) != (self.limit_px is not None):
+            raise ValueError("a limit intent needs limit_px and a market intent must not have one")
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """An intent that passed risk, with the client order id it is known by."""
+
+    client_id: str
+    symbol: str
+    ts: int
+    side: Side
+    qty: int
+    order_type: OrderType
+    limit_px: int | None = None
+    tag: str = ""
+
+    @classmethod
+    def from_intent(cls, client_id: str, intent: OrderIntent) -> Order:
+        return cls(client_id, intent.symbol, intent.ts, intent.side, intent.qty, intent.order_type,
+                   intent.limit_px, intent.tag)
+
+
+@dataclass(frozen=True, slots=True)
+class RiskReject:
+    """An intent the risk gate refused, with a stable reason code and a readable detail."""
+
+    intent: OrderIntent
+    reason: str
+    detail: str
+
+
+# --- broker events -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAccepted:
+    client_id: str
+    symbol: str
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution: price in ticks, size in lots, fee in quote currency (positive = paid)."""
+
+    client_id: str
+    symbol: str
+    ts: int
+    side: Side
+    price: int
+    qty: int
+    fee: float
+    liquidity: Liquidity
+    trade_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCanceled:
+    client_id: str
+    symbol: str
+    ts: int
+    reason: str
+    leaves_qty: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRejected:
+    client_id: str
+    symbol: str
+    ts: int
+    reason: str
+
+
+BrokerEvent = OrderAccepted | Fill | OrderCanceled | OrderRejected

@@ -1,0 +1,151 @@
+"""Replay: recorded sessions fed through the identical path, with the ReplayClock and PaperBroker.
+
+Inputs are merged by receive time; each record is decoded by its venue's adapter and handed to the
+engine after the clock has moved to its receive time. A malformed line stops the replay with an
+InputError naming file and line, unless `skip_bad`, which counts, logs and skips it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from daemon.app import TradingPath, build_path, instrument_lookup
+from daemon.clock import ReplayClock
+from daemon.config import Settings
+from daemon.errors import InputError
+from daemon.sources import RawRecord, merge_by_receive_time, open_replay_input
+from daemon.venues import DecodeError, VenueAdapter, adapter_for
+
+log = structlog.get_logger("depthd.replay")
+
+_YIELD_EVERY = 20_000
+
+
+@dataclass
+class ReplayStats:
+    """What a replay saw besides the engine's own counts (bad lines, wall time)."""
+
+    messages: int = 0  # routed along the path (bad lines excluded)
+    bad_lines: int = 0
+    bad_reasons: dict[str, int] = field(default_factory=dict)
+    first_ts: int | None = None
+    last_ts: int | None = None
+    wall_seconds: float = 0.0
+
+
+@dataclass
+class ReplayResult:
+    inputs: list[str]
+    venues: dict[str, str]
+    path: TradingPath
+    stats: ReplayStats
+
+
+class Replay:
+    """One replay session over a list of input files."""
+
+    def __init__(self, settings: Settings, inputs: list[str], skip_bad: bool = False,
+                 progress: Callable[[int], None] | None = None) -> None:
+        self.settings = settings
+        self.inputs = inputs
+        self.skip_bad = skip_bad or settings.replay.skip_bad
+        self.stats = ReplayStats()
+        self._progress = progress
+        self.clock = ReplayClock()
+        self.venues: dict[str, str] = {}
+        streams, symbols, self._adapters = self._open_inputs()
+        self.path = build_path(settings, self.clock, symbols)
+        self._records = merge_by_receive_time(streams)
+
+    def _open_inputs(self) -> tuple[list[Iterator[RawRecord]], list[str], dict[str, VenueAdapter]]:
+        streams: list[Iterator[RawRecord]] = []
+        symbols: list[str] = []
+        adapters: dict[str, VenueAdapter] = {}
+        symbol = self.settings.replay.symbol or None
+        on_bad = self._on_bad if self.skip_bad else None
+        for path in self.inputs:
+            venue, syms, records = open_replay_input(path, symbol, on_bad)
+            self.venues[path] = venue
+            try:
+                adapters[str(path)] = adapter_for(venue, instrument_lookup(self.settings, {}))
+            except DecodeError as exc:
+                raise InputError(str(path), 1, str(exc)) from None
+            symbols.extend(s for s in syms if s not in symbols)
+            streams.append(records)
+        return streams, symbols, adapters
+
+    def _on_bad(self, err: InputError) -> None:
+        self.stats.bad_lines += 1
+        key = err.problem.split(":")[0][:60]
+        self.stats.bad_reasons[key] = self.stats.bad_reasons.get(key, 0) + 1
+        log.warning("bad_line", file=err.path, line=err.line, problem=err.problem)
+
+    def _feed(self, rec: RawRecord) -> None:
+        try:
+            events = self._adapters[rec.path].decode(rec.ts_recv, rec.symbol, rec.channel, rec.msg)
+        except DecodeError as exc:
+            err = InputError(rec.path, rec.line, str(exc))
+            if not self.skip_bad:
+                raise err from None
+            self._on_bad(err)
+            return
+        self.stats.messages += 1
+        self.clock.advance_to(rec.ts_recv)
+        engine = self.path.engine
+        for ev in events:
+            engine.on_market(ev)
+
+    def run(self) -> ReplayResult:
+        """Replay as fast as possible, without an event loop."""
+        started = time.perf_counter()
+        stats = self.stats
+        n = 0
+        for rec in self._records:
+            if n == 0:
+                stats.first_ts = rec.ts_recv
+            self._feed(rec)
+            n += 1
+            if self._progress is not None and n % 5000 == 0:
+                self._progress(5000)
+        return self._finish(n, started)
+
+    async def run_async(self, speed: float = 0.0) -> ReplayResult:
+        """Replay on the event loop: as fast as possible (speed 0, yielding now and then so other
+        tasks run) or paced at `speed` times recorded time."""
+        started = time.perf_counter()
+        stats = self.stats
+        n = 0
+        wall0 = time.monotonic()
+        for rec in self._records:
+            if n == 0:
+                stats.first_ts = rec.ts_recv
+            if speed > 0:
+                due = wall0 + (rec.ts_recv - stats.first_ts) / 1e9 / speed
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            elif n % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            self._feed(rec)
+            n += 1
+            if self._progress is not None and n % 5000 == 0:
+                self._progress(5000)
+        return self._finish(n, started)
+
+    def _finish(self, n: int, started: float) -> ReplayResult:
+        self.stats.last_ts = self.clock.now() if n else None
+        self.stats.wall_seconds = time.perf_counter() - started
+        if self._progress is not None:
+            self._progress(n % 5000)
+        return ReplayResult([str(p) for p in self.inputs], dict(self.venues), self.path, self.stats)
+
+
+def replay_files(settings: Settings, inputs: list[str | Path], skip_bad: bool = False) -> ReplayResult:
+    """Convenience for tests and tools: replay these files to the end, as fast as possible."""
+    return Replay(settings, [str(p) for p in inputs], skip_bad=skip_bad).run()

@@ -1,0 +1,59 @@
+"""Replay input sources: the recording format, the normalized L2 import format, and merging.
+
+`open_replay_input` picks the reader from the file name, so the CLI and the app need not know
+the formats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from daemon.errors import InputError
+from daemon.sources.merge import merge_by_receive_time
+from daemon.sources.normalized import read_normalized
+from daemon.sources.recording import FORMAT, VERSION, RecordingReader, RecordingWriter
+from daemon.sources.records import BadLineHandler, RawRecord
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "BadLineHandler",
+    "RawRecord",
+    "RecordingReader",
+    "RecordingWriter",
+    "merge_by_receive_time",
+    "open_replay_input",
+    "read_normalized",
+]
+
+RECORDING_SUFFIX = ".rec.zst"
+NORMALIZED_SUFFIXES = (".ndjson.gz", ".jsonl.gz", ".ndjson", ".jsonl")
+GENERIC_VENUE = "generic"
+
+
+def open_replay_input(
+    path: str | Path, symbol: str | None, on_bad: BadLineHandler | None = None
+) -> tuple[str, list[str], Iterator[RawRecord]]:
+    """Open one replay file by its suffix and return (venue, symbols, records).
+
+    A recording names its venue and symbols in its header; a given `symbol` must be one of them
+    and narrows the records to it. A normalized file is venue "generic", and its symbol is the
+    given one or else the file name without the suffix.
+    """
+    name = str(path)
+    base = Path(name).name
+    if base.endswith(RECORDING_SUFFIX):
+        reader = RecordingReader(name, on_bad)
+        if symbol is None:
+            return reader.venue, reader.symbols, iter(reader)
+        if symbol not in reader.symbols:
+            raise InputError(name, None, f"symbol {symbol!r} is not in this recording ({reader.symbols})")
+        return reader.venue, [symbol], (r for r in reader if r.symbol == symbol)
+    for suffix in NORMALIZED_SUFFIXES:
+        if base.endswith(suffix):
+            sym = symbol if symbol is not None else base[: -len(suffix)]
+            if not sym:
+                raise InputError(name, None, "cannot take a symbol from the file name; pass one")
+            return GENERIC_VENUE, [sym], read_normalized(name, sym, on_bad)
+    raise InputError(name, None, "unknown input format; expected .rec.zst or .ndjson[.gz]")

@@ -1,0 +1,104 @@
+"""The generic venue: the normalized L2 format of DESIGN.md, one JSON object a line.
+
+    {"ts": ns, "kind": "snapshot"|"delta", "bids": [[p, q], ...], "asks": [[p, q], ...]}
+    {"ts": ns, "kind": "trade", "price": p, "qty": q, "side": "buy"|"sell"}
+
+`ts` is the local receive time; the format has no venue time, so the venue time is set to it.
+Every price and size is checked (finite, positive, on the instrument's grid) before it becomes
+ticks and lots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from daemon.events import BookDelta, BookSnapshot, MarketEvent, Side, Trade
+from daemon.instruments import Instrument, OffGridError, levels_to_grid
+from daemon.venues.base import DecodeError
+
+_EMPTY_I = np.zeros(0, np.int64)
+_INF = float("inf")
+_SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+
+
+class GenericAdapter:
+    """Decoder for normalized L2 lines."""
+
+    def __init__(self, instrument: Callable[[str], Instrument]) -> None:
+        self._instrument = instrument
+        self._cache: dict[str, Instrument] = {}
+
+    def _inst(self, symbol: str) -> Instrument:
+        inst = self._cache.get(symbol)
+        if inst is None:
+            inst = self._cache[symbol] = self._instrument(symbol)
+        return inst
+
+    def decode(self, ts_recv: int, symbol: str, channel: str, msg: Any) -> list[MarketEvent]:
+        """One normalized line to one event."""
+        if not isinstance(msg, dict):
+            raise DecodeError(f"expected a JSON object, got {type(msg).__name__}")
+        kind = msg.get("kind")
+        inst = self._inst(symbol)
+        try:
+            if kind == "delta" or kind == "snapshot":
+                bid_px, bid_qty = _levels(msg, "bids", inst)
+                ask_px, ask_qty = _levels(msg, "asks", inst)
+                cls = BookDelta if kind == "delta" else BookSnapshot
+                return [cls(symbol, ts_recv, ts_recv, bid_px, bid_qty, ask_px, ask_qty)]
+            if kind == "trade":
+                return [_trade(msg, symbol, ts_recv, inst)]
+        except OffGridError as exc:
+            raise DecodeError(str(exc)) from None
+        raise DecodeError(f"unknown kind {kind!r}; expected snapshot, delta or trade")
+
+
+_LEVEL_PROBLEMS = {
+    1: "has a price that is not a positive finite number",
+    2: "has a quantity that is negative or not a finite number",
+    3: "has a price off the tick grid",
+    4: "has a quantity off the lot grid",
+}
+
+
+def _levels(msg: dict, key: str, inst: Instrument) -> tuple[np.ndarray, np.ndarray]:
+    raw = msg.get(key)
+    if raw is None:
+        raise DecodeError(f"missing {key!r}")
+    if not isinstance(raw, list):
+        raise DecodeError(f"{key!r} must be a list of [price, qty] pairs")
+    if not raw:
+        return _EMPTY_I, _EMPTY_I
+    try:
+        arr = np.array(raw, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise DecodeError(f"{key!r} must be a list of [price, qty] number pairs") from None
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise DecodeError(f"{key!r} must be a list of [price, qty] pairs")
+    n = arr.shape[0]
+    px = np.empty(n, np.int64)
+    qty = np.empty(n, np.int64)
+    code = levels_to_grid(arr, inst.tick_size, inst.lot_size, px, qty)
+    if code >= 0:
+        row, what = divmod(code, 10)
+        grid = {3: f" {inst.tick_size!r}", 4: f" {inst.lot_size!r}"}.get(what, "")
+        raise DecodeError(f"{key!r} {_LEVEL_PROBLEMS[what]}{grid}: {raw[row]!r}")
+    return px, qty
+
+
+def _trade(msg: dict, symbol: str, ts_recv: int, inst: Instrument) -> Trade:
+    side = _SIDES.get(msg.get("side"))  # type: ignore[arg-type]
+    if side is None:
+        raise DecodeError(f"trade side must be 'buy' or 'sell', got {msg.get('side')!r}")
+    price = msg.get("price")
+    qty = msg.get("qty")
+    if not _positive(price) or not _positive(qty):
+        raise DecodeError(f"trade price and qty must be positive numbers, got {price!r} and {qty!r}")
+    return Trade(symbol, ts_recv, ts_recv, inst.tick(price), inst.lot(qty), side)
+
+
+def _positive(x: object) -> bool:
+    return (type(x) is float or type(x) is int) and 0 < x < _INF
