@@ -119,8 +119,9 @@ class PaperBroker:
         self._on_event = on_event
         self._latency = int(latency_ns)
         self._fee_bps = {Liquidity.TAKER: float(taker_fee_bps), Liquidity.MAKER: float(maker_fee_bps)}
-        self._venues = {sym: _Venue(books[sym], instruments[sym]) for sym in sorted(books)
-                        if sym in instruments}
+        self._books = books
+        self._instruments = instruments
+        self._venues: dict[str, _Venue] = {}
         self._live: dict[str, _Working] = {}
         self._used_ids: set[str] = set()
         self._seq = itertools.count()
@@ -173,7 +174,7 @@ class PaperBroker:
 
         Pass snapshot=True after a snapshot (or a resync) so every consumed record is dropped.
         """
-        v = self._venues.get(symbol)
+        v = self._venue(symbol)
         if v is None:
             return
         if snapshot:
@@ -293,6 +294,13 @@ class PaperBroker:
             self._venues[w.order.symbol].resting(w.order.side).remove(w)
             w.resting = False
 
+    def _venue(self, symbol: str) -> _Venue | None:
+        """The matching state of a symbol, made when the symbol's book and instrument first exist."""
+        v = self._venues.get(symbol)
+        if v is None and symbol in self._books and symbol in self._instruments:
+            v = self._venues[symbol] = _Venue(self._books[symbol], self._instruments[symbol])
+        return v
+
     def _move(self, w: _Working, event: OrderEvent) -> None:
         """The only place an order changes state: through the lifecycle table."""
         w.state = next_state(w.state, event, f"order {w.order.client_id}")
@@ -302,7 +310,7 @@ class PaperBroker:
 
     def _invalid_reason(self, order: Order) -> str | None:
         """Why an order cannot be sent at all, or None."""
-        if order.symbol not in self._venues:
+        if self._venue(order.symbol) is None:
             return "unknown_symbol"
         if order.qty <= 0:
             return "invalid_qty"
