@@ -93,7 +93,7 @@ class ReplayClock:
         """Move time forward to t, firing every timer due at or before t. Time never goes back."""
         if not self._started:
             self._started = True
-            self._now = t
+            self._now = max(self._now, t)
             for timer in self._pending:
                 timer.when = next_boundary(t - 1, timer.period)
                 heapq.heappush(self._heap, (timer.when, next(self._seq), timer))

@@ -29,7 +29,10 @@ class ImbalanceParams(StrategyParams):
 
     @model_validator(mode="after")
     def _check(self) -> ImbalanceParams:
-        index_of(self.feature)
+        try:
+            index_of(self.feature)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
         if self.position_step > self.max_position:
             raise ValueError("position_step exceeds max_position")
         return self

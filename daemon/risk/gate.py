@@ -8,6 +8,7 @@ reason. Pure: no I/O, no time of its own.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,8 +33,9 @@ class _Limits:
     __slots__ = ("max_notional", "max_order", "max_position")
 
     def __init__(self, lim: RiskLimits, inst: Instrument) -> None:
-        self.max_position = int(lim.max_position / inst.lot_size + 1e-9)
-        self.max_order = int(lim.max_order_qty / inst.lot_size + 1e-9)
+        # Floor to whole lots, with slack for float division (0.29 / 1e-8 = 28999999.999999996).
+        self.max_position = math.floor(lim.max_position / inst.lot_size + 1e-6)
+        self.max_order = math.floor(lim.max_order_qty / inst.lot_size + 1e-6)
         self.max_notional = lim.max_notional
 
 
@@ -71,6 +73,11 @@ class RiskGate:
             return view.position + view.open_buy + intent.qty
         return view.position - view.open_sell - intent.qty
 
+    @staticmethod
+    def _only_reduces(worst: int, view: RiskView) -> bool:
+        """True when the worst case stays on the position's side and is smaller: a pure reduction."""
+        return worst == 0 or ((worst > 0) == (view.position > 0) and abs(worst) < abs(view.position))
+
     def _book_live(self, intent: OrderIntent, view: RiskView, lim: _Limits) -> tuple[str, str] | None:
         if not view.book_live:
             return "book_not_live", f"{intent.symbol}: the book is not LIVE"
@@ -85,7 +92,7 @@ class RiskGate:
 
     def _position(self, intent: OrderIntent, view: RiskView, lim: _Limits) -> tuple[str, str] | None:
         worst = self._worst_position(intent, view)
-        if abs(worst) > lim.max_position and abs(worst) > abs(view.position):
+        if abs(worst) > lim.max_position and not self._only_reduces(worst, view):
             inst = self._instrument(intent.symbol)
             return "max_position", (f"{intent.symbol}: worst-case position {inst.qty(worst)} would exceed "
                                     f"max_position {inst.qty(lim.max_position)}")
@@ -98,7 +105,7 @@ class RiskGate:
         worst = self._worst_position(intent, view)
         inst = self._instrument(intent.symbol)
         notional = abs(inst.qty(worst) * inst.price(px))
-        if notional > lim.max_notional and abs(worst) > abs(view.position):
+        if notional > lim.max_notional and not self._only_reduces(worst, view):
             return "max_notional", (f"{intent.symbol}: worst-case notional {notional:.2f} would exceed "
                                     f"max_notional {lim.max_notional:.2f}")
         return None
