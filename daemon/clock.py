@@ -91,6 +91,11 @@ class ReplayClock:
 
     def advance_to(self, t: int) -> None:
         """Move time forward to t, firing every timer due at or before t. Time never goes back."""
+        heap = self._heap
+        if self._started and (not heap or heap[0][0] > t):
+            if t > self._now:
+                self._now = t
+            return
         if not self._started:
             self._started = True
             self._now = max(self._now, t)
@@ -98,7 +103,6 @@ class ReplayClock:
                 timer.when = next_boundary(t - 1, timer.period)
                 heapq.heappush(self._heap, (timer.when, next(self._seq), timer))
             self._pending.clear()
-        heap = self._heap
         while heap and heap[0][0] <= t:
             when, _, timer = heapq.heappop(heap)
             if timer.cancelled:

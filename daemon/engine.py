@@ -77,6 +77,8 @@ class Engine:
         self._last_reject: dict[str, str] = {}
         self._sample_interval_ns = sample_interval_ns
         self._sampler = None
+        self._broker_on_book: Callable[..., None] | None = None
+        self._broker_on_trade: Callable[[Trade], None] | None = None
 
     # --- wiring ----------------------------------------------------------------------------------
 
@@ -84,6 +86,9 @@ class Engine:
         """Plug in the strategy and the broker (the broker reports back through `on_broker_event`)."""
         self.strategy = strategy
         self.broker = broker
+        # A simulated broker matches against the market data; a live one ignores it.
+        self._broker_on_book = getattr(broker, "on_book", None)
+        self._broker_on_trade = getattr(broker, "on_trade", None)
         self._sampler = self.clock.call_every(self._sample_interval_ns, self.on_sample_tick)
 
     def add_symbol(self, symbol: str) -> BookSync:
@@ -100,6 +105,9 @@ class Engine:
     def on_market(self, ev: MarketEvent) -> None:
         """Route one market event: book and features, then the paper matcher if there is one."""
         sync = self.syncs.get(ev.symbol) or self.add_symbol(ev.symbol)
+        if type(ev) is Trade:
+            self._on_trade(ev, sync)
+            return
         if isinstance(ev, BookDelta):
             self.counts["delta"] += 1
             self.counts["level_updates"] += ev.n_levels
@@ -110,23 +118,18 @@ class Engine:
             self.counts["level_updates"] += ev.n_levels
             before = sync.state
             state = sync.on_snapshot(ev)
-        else:
-            self._on_trade(ev)
-            return
         if state is not before:
             log.info("book_state", symbol=ev.symbol, old=str(before), new=str(state), ts=ev.ts_recv)
         if state is BookState.LIVE or before is BookState.LIVE:
             self.features.on_book(sync.book, state is BookState.LIVE)
-            on_book = getattr(self.broker, "on_book", None)
-            if on_book is not None and state is BookState.LIVE:
-                on_book(ev.symbol, snapshot=isinstance(ev, BookSnapshot))
+            if self._broker_on_book is not None and state is BookState.LIVE:
+                self._broker_on_book(ev.symbol, snapshot=type(ev) is BookSnapshot)
 
-    def _on_trade(self, trade: Trade) -> None:
+    def _on_trade(self, trade: Trade, sync: BookSync) -> None:
         self.counts["trade"] += 1
         self.features.on_trade(trade)
-        on_trade = getattr(self.broker, "on_trade", None)
-        if on_trade is not None and self.syncs[trade.symbol].live:
-            on_trade(trade)
+        if self._broker_on_trade is not None and sync.state is BookState.LIVE:
+            self._broker_on_trade(trade)
 
     # --- sampling and strategy -------------------------------------------------------------------
 

@@ -44,10 +44,15 @@ class Book:
     def apply_delta(self, bid_px: np.ndarray, bid_qty: np.ndarray, ask_px: np.ndarray,
                     ask_qty: np.ndarray) -> None:
         """Apply one message's level changes in order; size 0 deletes a level."""
-        self._reserve(len(bid_px), len(ask_px), replace=False)
-        self.n_bid, self.n_ask = kernels.apply_message(self.bid_px, self.bid_qty, self.n_bid, self.ask_key,
-                                                       self.ask_qty, self.n_ask, bid_px, bid_qty, ask_px,
-                                                       ask_qty, self._counters)
+        n_bid, n_ask = kernels.apply_message(self.bid_px, self.bid_qty, self.n_bid, self.ask_key, self.ask_qty,
+                                             self.n_ask, bid_px, bid_qty, ask_px, ask_qty, self._counters)
+        if n_bid < 0:  # no room: the kernel changed nothing
+            self._reserve(len(bid_px), len(ask_px), replace=False)
+            n_bid, n_ask = kernels.apply_message(self.bid_px, self.bid_qty, self.n_bid, self.ask_key,
+                                                 self.ask_qty, self.n_ask, bid_px, bid_qty, ask_px, ask_qty,
+                                                 self._counters)
+        self.n_bid = n_bid
+        self.n_ask = n_ask
 
     def clear(self) -> None:
         """Forget every level (the book is unknown until the next snapshot)."""
@@ -98,11 +103,12 @@ class Book:
 
     @property
     def two_sided(self) -> bool:
+        """Both sides have at least one level (a mid exists)."""
         return self.n_bid > 0 and self.n_ask > 0
 
     def is_crossed(self) -> bool:
         """True when best bid >= best ask (crossed or locked): no single venue book can be."""
-        return self.two_sided and self.bid_px[self.n_bid - 1] >= -self.ask_key[self.n_ask - 1]
+        return self.two_sided and bool(self.bid_px[self.n_bid - 1] >= -self.ask_key[self.n_ask - 1])
 
     def mid_ticks(self) -> float | None:
         """Mid price in (fractional) ticks, or None when a side is empty."""

@@ -16,10 +16,36 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 # Up to this many changes a side's order is found by insertion sort (no allocation); past it
 # by a stable argsort.
 _INSERTION_SORT_MAX = 32
+# Scratch int64 slots apply_side needs per change: order, then edit index, key and size, and shift.
+_SCRATCH_PER_CHANGE = 5
+
+
+@intrinsic
+def _memmove(typingctx, arr, dst, src, count):
+    """arr[dst:dst + count] = arr[src:src + count] for a C-contiguous 1-d array, overlap allowed.
+
+    One llvm.memmove instead of an element loop: shifting the levels above a deep insert or
+    delete is most of the kernel's work.
+    """
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"):
+        return None
+    sig = types.void(arr, types.intp, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        ary_ty = signature.args[0]
+        ary = context.make_array(ary_ty)(context, builder, args[0])
+        itemsize = context.get_abi_sizeof(context.get_data_type(ary_ty.dtype))
+        cgutils.raw_memmove(builder, builder.gep(ary.data, [args[1]]), builder.gep(ary.data, [args[2]]),
+                            args[3], itemsize)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @njit(cache=True, nogil=True)
@@ -40,13 +66,15 @@ def _find_from_top(px: np.ndarray, hi: int, key: int) -> int:
             break
         hi = probe
         step *= 2
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if px[mid] < key:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    # Branch-free bisection of [lo, hi]: the comparisons deep in a book are unpredictable.
+    size = hi - lo
+    if size == 0:
+        return lo
+    while size > 1:
+        half = size >> 1
+        lo = lo + half if px[lo + half - 1] < key else lo
+        size -= half
+    return lo + 1 if px[lo] < key else lo
 
 
 @njit(cache=True, nogil=True)
@@ -85,24 +113,23 @@ def _order_by_key_desc(prices: np.ndarray, sign: int, order: np.ndarray) -> None
 
 @njit(cache=True, nogil=True)
 def apply_side(px: np.ndarray, qty: np.ndarray, n: int, prices: np.ndarray, sizes: np.ndarray, sign: int,
-               counters: np.ndarray) -> int:
+               counters: np.ndarray, scratch: np.ndarray) -> int:
     """Apply one message's (price, size) changes to one side in message order; size 0 deletes.
 
     Returns the new n. `counters[0]` is incremented by the deletes of absent levels, `counters[1]`
-    by the changes applied. The caller guarantees room for n + len(prices) entries.
+    by the changes applied. The caller guarantees room for n + len(prices) entries, equal lengths,
+    and _SCRATCH_PER_CHANGE * len(prices) entries of `scratch`.
     """
     k = prices.shape[0]
-    if sizes.shape[0] != k:
-        raise ValueError("prices and sizes differ in length")
     counters[1] += k
     if k == 0:
         return n
-    order = np.empty(k, np.int64)
+    order = scratch[:k]
     _order_by_key_desc(prices, sign, order)
     # Net edits, by key descending: old index, new key, new size (0 = delete the level at the index).
-    e_pos = np.empty(k, np.int64)
-    e_key = np.empty(k, np.int64)
-    e_qty = np.empty(k, np.int64)
+    e_pos = scratch[k:2 * k]
+    e_key = scratch[2 * k:3 * k]
+    e_qty = scratch[3 * k:4 * k]
     ne = 0
     hi = n
     j = 0
@@ -134,28 +161,18 @@ def apply_side(px: np.ndarray, qty: np.ndarray, n: int, prices: np.ndarray, size
         return n
     # Walk the edits upward (key ascending): the levels between two edits shift by the net count of
     # inserts minus deletes so far. Leftward shifts go bottom-up, rightward ones top-down, so no
-    # level is overwritten before it has moved.
-    shift = np.empty(ne, np.int64)
+    # run of levels is overwritten before it has moved.
+    shift = scratch[4 * k:4 * k + ne]
     d = 0
     for e in range(ne - 1, -1, -1):
         d += 1 if e_qty[e] != 0 else -1
         shift[e] = d
     for e in range(ne - 1, -1, -1):
-        d = shift[e]
-        if d < 0:
-            start = e_pos[e] + (1 if e_qty[e] == 0 else 0)
-            end = e_pos[e - 1] if e > 0 else n
-            for m in range(start, end):
-                px[m + d] = px[m]
-                qty[m + d] = qty[m]
+        if shift[e] < 0:
+            _shift_run(px, qty, e_pos, e_qty, e, n, shift[e])
     for e in range(ne):
-        d = shift[e]
-        if d > 0:
-            start = e_pos[e] + (1 if e_qty[e] == 0 else 0)
-            end = e_pos[e - 1] if e > 0 else n
-            for m in range(end - 1, start - 1, -1):
-                px[m + d] = px[m]
-                qty[m + d] = qty[m]
+        if shift[e] > 0:
+            _shift_run(px, qty, e_pos, e_qty, e, n, shift[e])
     for e in range(ne):
         if e_qty[e] != 0:
             dest = e_pos[e] + shift[e] - 1
@@ -165,14 +182,37 @@ def apply_side(px: np.ndarray, qty: np.ndarray, n: int, prices: np.ndarray, size
 
 
 @njit(cache=True, nogil=True)
+def _shift_run(px: np.ndarray, qty: np.ndarray, e_pos: np.ndarray, e_qty: np.ndarray, e: int, n: int,
+               d: int) -> None:
+    """Move the old levels between edit e and the next edit above it (or the top) by d places.
+
+    The run may be empty, never negative: an edit above a delete at i sits at index i + 1 or higher.
+    """
+    start = e_pos[e] + (1 if e_qty[e] == 0 else 0)
+    end = e_pos[e - 1] if e > 0 else n
+    _memmove(px, start + d, start, end - start)
+    _memmove(qty, start + d, start, end - start)
+
+
+@njit(cache=True, nogil=True)
 def apply_message(bid_px: np.ndarray, bid_qty: np.ndarray, n_bid: int, ask_key: np.ndarray,
                   ask_qty: np.ndarray, n_ask: int, bid_prices: np.ndarray, bid_sizes: np.ndarray,
                   ask_prices: np.ndarray, ask_sizes: np.ndarray, counters: np.ndarray) -> tuple:
-    """Apply one delta message to both sides in one call; returns (n_bid, n_ask)."""
-    n_bid = apply_side(bid_px, bid_qty, n_bid, bid_prices, bid_sizes, 1, counters)
-    n_ask = apply_side(ask_key, ask_qty, n_ask, ask_prices, ask_sizes, -1, counters)
-    return n_bid, n_ask
+    """Apply one delta message to both sides in one call; returns (n_bid, n_ask).
 
+    Returns (-1, -1) and changes nothing when a side might not have room for the message's
+    levels: the caller grows the arrays and calls again.
+    """
+    kb = bid_prices.shape[0]
+    ka = ask_prices.shape[0]
+    if bid_sizes.shape[0] != kb or ask_sizes.shape[0] != ka:
+        raise ValueError("prices and sizes differ in length")
+    if n_bid + kb > bid_px.shape[0] or n_ask + ka > ask_key.shape[0]:
+        return -1, -1
+    scratch = np.empty(_SCRATCH_PER_CHANGE * max(kb, ka), np.int64)
+    n_bid = apply_side(bid_px, bid_qty, n_bid, bid_prices, bid_sizes, 1, counters, scratch)
+    n_ask = apply_side(ask_key, ask_qty, n_ask, ask_prices, ask_sizes, -1, counters, scratch)
+    return n_bid, n_ask
 
 @njit(cache=True, nogil=True)
 def load_side(px: np.ndarray, qty: np.ndarray, prices: np.ndarray, sizes: np.ndarray, sign: int) -> int:

@@ -61,17 +61,20 @@ class BookSync:
     def on_snapshot(self, snap: BookSnapshot) -> BookState:
         """Replace the book; LIVE unless the snapshot itself is crossed."""
         self.book.apply_snapshot(snap.bid_px, snap.bid_qty, snap.ask_px, snap.ask_qty)
-        crossed = self.book.is_crossed()
+        if self.book.is_crossed():
+            return self._step(SyncEvent.SNAPSHOT_CROSSED)
         self.last_update_ts = snap.ts_recv
-        return self._step(SyncEvent.SNAPSHOT_CROSSED if crossed else SyncEvent.SNAPSHOT)
+        return self._step(SyncEvent.SNAPSHOT)
 
     def on_delta(self, delta: BookDelta) -> BookState:
         """Apply the delta to a LIVE book; without a trusted book the delta is dropped."""
         if self.state is not BookState.LIVE:
             return self._step(SyncEvent.DELTA_WITHOUT_BOOK)
         self.book.apply_delta(delta.bid_px, delta.bid_qty, delta.ask_px, delta.ask_qty)
+        if self.book.is_crossed():
+            return self._step(SyncEvent.DELTA_CROSSED)
         self.last_update_ts = delta.ts_recv
-        return self._step(SyncEvent.DELTA_CROSSED if self.book.is_crossed() else SyncEvent.DELTA)
+        return self._step(SyncEvent.DELTA)
 
     def _step(self, event: SyncEvent) -> BookState:
         new = TRANSITIONS[self.state].get(event)
@@ -79,10 +82,10 @@ class BookSync:
             raise IllegalTransition(f"BookSync[{self.book.symbol}]", self.state, event)
         if event in (SyncEvent.SNAPSHOT_CROSSED, SyncEvent.DELTA_CROSSED):
             self.crossed += 1
+        if new is BookState.INVALID:
+            self.book.clear()
         if new is not self.state:
             self.transitions += 1
-            if new is BookState.INVALID:
-                self.book.clear()
         self.state = new
         self.state_counts[new] += 1
         self.event_counts[event] += 1

@@ -11,6 +11,7 @@ ticks and lots.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from daemon.instruments import Instrument, OffGridError, levels_to_grid
 from daemon.venues.base import DecodeError
 
 _EMPTY_I = np.zeros(0, np.int64)
+_PAIR = {2}
 _INF = float("inf")
 _SIDES = {"buy": Side.BUY, "sell": Side.SELL}
 
@@ -39,20 +41,16 @@ class GenericAdapter:
 
     def decode(self, ts_recv: int, symbol: str, channel: str, msg: Any) -> list[MarketEvent]:
         """One normalized line to one event."""
-        if not isinstance(msg, dict):
+        if type(msg) is not dict:
             raise DecodeError(f"expected a JSON object, got {type(msg).__name__}")
         kind = msg.get("kind")
-        inst = self._inst(symbol)
-        try:
-            if kind == "delta" or kind == "snapshot":
-                bid_px, bid_qty = _levels(msg, "bids", inst)
-                ask_px, ask_qty = _levels(msg, "asks", inst)
-                cls = BookDelta if kind == "delta" else BookSnapshot
-                return [cls(symbol, ts_recv, ts_recv, bid_px, bid_qty, ask_px, ask_qty)]
-            if kind == "trade":
-                return [_trade(msg, symbol, ts_recv, inst)]
-        except OffGridError as exc:
-            raise DecodeError(str(exc)) from None
+        inst = self._cache.get(symbol) or self._inst(symbol)
+        if kind == "trade":
+            return [_trade(msg, symbol, ts_recv, inst)]
+        if kind == "delta" or kind == "snapshot":
+            bid_px, bid_qty, ask_px, ask_qty = _book_levels(msg, inst)
+            cls = BookDelta if kind == "delta" else BookSnapshot
+            return [cls(symbol, ts_recv, ts_recv, bid_px, bid_qty, ask_px, ask_qty)]
         raise DecodeError(f"unknown kind {kind!r}; expected snapshot, delta or trade")
 
 
@@ -64,29 +62,41 @@ _LEVEL_PROBLEMS = {
 }
 
 
-def _levels(msg: dict, key: str, inst: Instrument) -> tuple[np.ndarray, np.ndarray]:
+def _rows(msg: dict, key: str) -> list:
     raw = msg.get(key)
     if raw is None:
         raise DecodeError(f"missing {key!r}")
-    if not isinstance(raw, list):
+    if type(raw) is not list:
         raise DecodeError(f"{key!r} must be a list of [price, qty] pairs")
-    if not raw:
-        return _EMPTY_I, _EMPTY_I
     try:
-        arr = np.array(raw, dtype=np.float64)
+        if raw and set(map(len, raw)) != _PAIR:
+            raise DecodeError(f"{key!r} must be a list of [price, qty] pairs")
+    except TypeError:
+        raise DecodeError(f"{key!r} must be a list of [price, qty] pairs") from None
+    return raw
+
+
+def _book_levels(msg: dict, inst: Instrument) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Both sides' [price, qty] rows to int64 ticks and lots, validated in one numba pass."""
+    bids = _rows(msg, "bids")
+    asks = _rows(msg, "asks")
+    nb = len(bids)
+    n = nb + len(asks)
+    if n == 0:
+        return _EMPTY_I, _EMPTY_I, _EMPTY_I, _EMPTY_I
+    try:
+        flat = np.fromiter(chain(chain.from_iterable(bids), chain.from_iterable(asks)), np.float64, 2 * n)
     except (ValueError, TypeError):
-        raise DecodeError(f"{key!r} must be a list of [price, qty] number pairs") from None
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise DecodeError(f"{key!r} must be a list of [price, qty] pairs")
-    n = arr.shape[0]
+        raise DecodeError("'bids'/'asks' must be lists of [price, qty] number pairs") from None
     px = np.empty(n, np.int64)
     qty = np.empty(n, np.int64)
-    code = levels_to_grid(arr, inst.tick_size, inst.lot_size, px, qty)
+    code = levels_to_grid(flat.reshape(n, 2), inst.tick_size, inst.lot_size, px, qty)
     if code >= 0:
         row, what = divmod(code, 10)
+        key, rows, i = ("bids", bids, row) if row < nb else ("asks", asks, row - nb)
         grid = {3: f" {inst.tick_size!r}", 4: f" {inst.lot_size!r}"}.get(what, "")
-        raise DecodeError(f"{key!r} {_LEVEL_PROBLEMS[what]}{grid}: {raw[row]!r}")
-    return px, qty
+        raise DecodeError(f"{key!r} {_LEVEL_PROBLEMS[what]}{grid}: {rows[i]!r}")
+    return px[:nb], qty[:nb], px[nb:], qty[nb:]
 
 
 def _trade(msg: dict, symbol: str, ts_recv: int, inst: Instrument) -> Trade:
@@ -97,7 +107,10 @@ def _trade(msg: dict, symbol: str, ts_recv: int, inst: Instrument) -> Trade:
     qty = msg.get("qty")
     if not _positive(price) or not _positive(qty):
         raise DecodeError(f"trade price and qty must be positive numbers, got {price!r} and {qty!r}")
-    return Trade(symbol, ts_recv, ts_recv, inst.tick(price), inst.lot(qty), side)
+    try:
+        return Trade(symbol, ts_recv, ts_recv, inst.tick(price), inst.lot(qty), side)
+    except OffGridError as exc:
+        raise DecodeError(str(exc)) from None
 
 
 def _positive(x: object) -> bool:
