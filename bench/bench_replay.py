@@ -10,8 +10,10 @@ by replay_data/make_sample.py and compares peak memory, to show it does not grow
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib.util
+import io
 import resource
 import statistics
 import sys
@@ -85,7 +87,8 @@ def bench_memory() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for minutes in (10, 60):
             path = Path(tmp) / f"s{minutes}.rec.zst"
-            mod.main(["--seed", "3", "--minutes", str(minutes), "--out", str(path)])
+            with contextlib.redirect_stdout(io.StringIO()):
+                mod.main(["--seed", "3", "--minutes", str(minutes), "--out", str(path)])
             replay = Replay(settings, [str(path)])
             tracemalloc.start()
             result = replay.run()

@@ -75,8 +75,10 @@ class Engine:
         self._max_fills_kept = max_fills_kept
         self._order_seq = 0
         self._last_reject: dict[str, str] = {}
+        self._last_broker_reject: dict[str, str] = {}
         self._sample_interval_ns = sample_interval_ns
         self._sampler = None
+        self._symbols: list[str] = []
         self._broker_on_book: Callable[..., None] | None = None
         self._broker_on_trade: Callable[[Trade], None] | None = None
 
@@ -98,6 +100,7 @@ class Engine:
             self.instrument(symbol)
             book = self.books[symbol] = Book(symbol)
             sync = self.syncs[symbol] = BookSync(book)
+            self._symbols = sorted(self.syncs)
         return sync
 
     # --- market data -----------------------------------------------------------------------------
@@ -135,12 +138,14 @@ class Engine:
 
     def on_sample_tick(self, ts: int) -> None:
         """The sampling cadence: mark positions, ask the strategy, pursue its targets."""
-        for symbol in sorted(self.syncs):
+        for symbol in self._symbols:
             sync = self.syncs[symbol]
             sample = self.features.sample(symbol, ts)
             self.counts["samples"] += 1
-            mid = sync.book.mid_ticks() if sync.live else None
-            self.portfolio.mark(symbol, self.instrument(symbol).tick_size * mid if mid is not None else None)
+            if sync.state is BookState.LIVE:
+                mid = sync.book.mid_ticks()
+                if mid is not None:
+                    self.portfolio.mark(symbol, self.instrument(symbol).tick_size * mid)
             if self.strategy is None or (self.traded and symbol not in self.traded):
                 continue
             target = self.strategy.on_sample(sample)
@@ -221,6 +226,7 @@ class Engine:
     def on_broker_event(self, ev: BrokerEvent) -> None:
         """Fills move the portfolio and reach the strategy; rejects and cancels are counted."""
         if isinstance(ev, Fill):
+            self._last_broker_reject.pop(ev.symbol, None)
             self.counts["fills"] += 1
             if len(self.fills) < self._max_fills_kept:
                 self.fills.append(ev)
@@ -229,6 +235,9 @@ class Engine:
                 self.strategy.on_fill(ev)
         elif isinstance(ev, OrderRejected):
             self.broker_rejects[ev.reason] += 1
-            log.info("broker_reject", client_id=ev.client_id, symbol=ev.symbol, reason=ev.reason, ts=ev.ts)
+            repeat = self._last_broker_reject.get(ev.symbol) == ev.reason
+            self._last_broker_reject[ev.symbol] = ev.reason
+            (log.debug if repeat else log.info)("broker_reject", client_id=ev.client_id, symbol=ev.symbol,
+                                                reason=ev.reason, ts=ev.ts)
         elif isinstance(ev, OrderCanceled):
             self.counts["canceled"] += 1

@@ -23,5 +23,6 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
-        cache_logger_on_first_use=False,
+        # Module loggers bind once; a call below the level then costs one no-op method call.
+        cache_logger_on_first_use=True,
     )

@@ -140,7 +140,11 @@ class Portfolio:
 
     def equity(self) -> float:
         """Net PnL so far in quote currency: what the risk gate and the equity curve watch."""
-        return self.pnl()["net"]
+        total = 0.0
+        for sym in sorted(self._positions):
+            pos = self._positions[sym]
+            total += pos.realised + pos.unrealised(self._instruments[sym]) - pos.fees
+        return total
 
     @property
     def max_drawdown(self) -> float:

@@ -55,5 +55,5 @@ def open_replay_input(
             sym = symbol if symbol is not None else base[: -len(suffix)]
             if not sym:
                 raise InputError(name, None, "cannot take a symbol from the file name; pass one")
-            return GENERIC_VENUE, [sym], read_normalized(name, sym, on_bad)
+            return GENERIC_VENUE, [sym], read_normalized(name, sym, on_bad, raw_lines=True)
     raise InputError(name, None, "unknown input format; expected .rec.zst or .ndjson[.gz]")

@@ -3,6 +3,10 @@
 Each line is `{"ts": ns, "kind": "snapshot"|"delta"|"trade", ...}`. This reader checks only what
 replay ordering needs (a JSON object, an integer `ts` that never goes backwards, a known `kind`);
 the generic venue adapter validates the payload.
+
+With `raw_lines=True` a line that opens in the canonical shape `{"ts":<digits>,"kind":"<kind>"`
+is not parsed here: its bytes go to the adapter, whose numba fast path parses them in one pass
+(and which reports invalid JSON in such a line as a bad line, with its file and line number).
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import orjson
 
 from daemon.errors import InputError
 from daemon.sources.records import BadLineHandler, LineSplitter, RawRecord, check_readable, report_bad
+from daemon.venues.generic_fast import KIND_DELTA, KIND_SNAPSHOT, KIND_TRADE, scan_head
 
 _CHANNEL_OF_KIND = {"snapshot": "book", "delta": "book", "trade": "trade"}
+_CHANNEL_OF_CODE = {KIND_SNAPSHOT: "book", KIND_DELTA: "book", KIND_TRADE: "trade"}
 
 
 class _ReadFailed(Exception):
@@ -26,12 +32,12 @@ class _ReadFailed(Exception):
 
 
 def read_normalized(
-    path: str | Path, symbol: str, on_bad: BadLineHandler | None = None
+    path: str | Path, symbol: str, on_bad: BadLineHandler | None = None, raw_lines: bool = False
 ) -> Iterator[RawRecord]:
     """Yield the records of a normalized L2 file in file order; fails now if the file is missing."""
     name = str(path)
     check_readable(name)
-    return _records(name, symbol, on_bad)
+    return _records(name, symbol, on_bad, raw_lines)
 
 
 def _open(name: str) -> BinaryIO:
@@ -54,7 +60,7 @@ def _guarded(read: Callable[[int], bytes]) -> Callable[[int], bytes]:
     return guarded_read
 
 
-def _records(name: str, symbol: str, on_bad: BadLineHandler | None) -> Iterator[RawRecord]:
+def _records(name: str, symbol: str, on_bad: BadLineHandler | None, raw_lines: bool) -> Iterator[RawRecord]:
     """Parse and check each line, the unterminated last one included; bad lines go to `report_bad`."""
     loads, decode_error, channel_of = orjson.loads, orjson.JSONDecodeError, _CHANNEL_OF_KIND
     prev_ts: int | None = None
@@ -64,6 +70,12 @@ def _records(name: str, symbol: str, on_bad: BadLineHandler | None) -> Iterator[
         try:
             for raw in _with_tail(splitter):
                 lineno += 1
+                if raw_lines:
+                    ts, kind_code = scan_head(raw)
+                    if ts >= 0 and (prev_ts is None or ts >= prev_ts):
+                        prev_ts = ts
+                        yield RawRecord(ts, symbol, _CHANNEL_OF_CODE[kind_code], raw, name, lineno)
+                        continue
                 try:
                     obj = loads(raw)
                 except decode_error as exc:

@@ -15,15 +15,43 @@ from itertools import chain
 from typing import Any
 
 import numpy as np
+import orjson
 
 from daemon.events import BookDelta, BookSnapshot, MarketEvent, Side, Trade
 from daemon.instruments import Instrument, OffGridError, levels_to_grid
 from daemon.venues.base import DecodeError
+from daemon.venues.generic_fast import (
+    KIND_DELTA,
+    KIND_TRADE,
+    M_KIND,
+    M_NA,
+    M_NB,
+    M_PRICE,
+    M_QTY,
+    M_SIDE,
+    META_SIZE,
+    NEED_ROOM,
+    OK,
+    parse_line,
+)
 
 _EMPTY_I = np.zeros(0, np.int64)
 _PAIR = {2}
 _INF = float("inf")
 _SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+
+
+class _ParseBuffers:
+    """Scratch arrays the fast path parses into; events get copies of what they need."""
+
+    __slots__ = ("levels", "meta")
+
+    def __init__(self, size: int = 4096) -> None:
+        self.levels = np.empty((4, size), np.int64)
+        self.meta = np.zeros(META_SIZE, np.int64)
+
+    def grow(self) -> None:
+        self.levels = np.empty((4, 2 * self.levels.shape[1]), np.int64)
 
 
 class GenericAdapter:
@@ -32,6 +60,7 @@ class GenericAdapter:
     def __init__(self, instrument: Callable[[str], Instrument]) -> None:
         self._instrument = instrument
         self._cache: dict[str, Instrument] = {}
+        self._buf = _ParseBuffers()
 
     def _inst(self, symbol: str) -> Instrument:
         inst = self._cache.get(symbol)
@@ -40,7 +69,9 @@ class GenericAdapter:
         return inst
 
     def decode(self, ts_recv: int, symbol: str, channel: str, msg: Any) -> list[MarketEvent]:
-        """One normalized line to one event."""
+        """One normalized line (parsed, or its raw bytes) to one event."""
+        if type(msg) is bytes:
+            return self._decode_bytes(ts_recv, symbol, channel, msg)
         if type(msg) is not dict:
             raise DecodeError(f"expected a JSON object, got {type(msg).__name__}")
         kind = msg.get("kind")
@@ -52,6 +83,35 @@ class GenericAdapter:
             cls = BookDelta if kind == "delta" else BookSnapshot
             return [cls(symbol, ts_recv, ts_recv, bid_px, bid_qty, ask_px, ask_qty)]
         raise DecodeError(f"unknown kind {kind!r}; expected snapshot, delta or trade")
+
+    def _decode_bytes(self, ts_recv: int, symbol: str, channel: str, raw: bytes) -> list[MarketEvent]:
+        """The numba fast path; a line it does not take goes through JSON parsing and the dict path."""
+        inst = self._cache.get(symbol) or self._inst(symbol)
+        buf = self._buf
+        code = parse_line(raw, inst.tick_size, inst.lot_size, buf.levels, buf.meta)
+        while code == NEED_ROOM:
+            buf.grow()
+            code = parse_line(raw, inst.tick_size, inst.lot_size, buf.levels, buf.meta)
+        if code != OK:
+            try:
+                msg = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise DecodeError(f"invalid JSON: {exc}") from None
+            if type(msg) is dict and msg.get("ts") != ts_recv:
+                raise DecodeError(f"ts {msg.get('ts')!r} is not the line's receive time {ts_recv}")
+            return self.decode(ts_recv, symbol, channel, msg)
+        meta = buf.meta
+        kind = meta[M_KIND]
+        if kind == KIND_TRADE:
+            side = Side.BUY if meta[M_SIDE] == 1 else Side.SELL
+            return [Trade(symbol, ts_recv, ts_recv, int(meta[M_PRICE]), int(meta[M_QTY]), side)]
+        nb = meta[M_NB]
+        na = meta[M_NA]
+        lv = buf.levels
+        bids = lv[:2, :nb].copy()
+        asks = lv[2:, :na].copy()
+        cls = BookDelta if kind == KIND_DELTA else BookSnapshot
+        return [cls(symbol, ts_recv, ts_recv, bids[0], bids[1], asks[0], asks[1])]
 
 
 _LEVEL_PROBLEMS = {

@@ -199,3 +199,24 @@ def test_missing_file_raises_at_call_time(tmp_path: Path) -> None:
         read_normalized(path, "X")
 
     assert info.value.line is None
+
+
+def test_raw_lines_hands_canonical_lines_over_as_bytes(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "x.ndjson", [SNAPSHOT, b'{"ts": 150, "kind": "delta", "bids": [], "asks": []}',
+                                               DELTA, TRADE])
+
+    records = list(read_normalized(path, "X", raw_lines=True))
+
+    assert [r.ts_recv for r in records] == [100, 150, 200, 300]
+    assert [r.channel for r in records] == ["book", "book", "book", "trade"]
+    assert records[0].msg == orjson.dumps(SNAPSHOT)
+    assert records[1].msg == {"ts": 150, "kind": "delta", "bids": [], "asks": []}, "non-canonical: parsed here"
+
+
+def test_raw_lines_still_refuses_time_going_backwards(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "x.ndjson", [DELTA, SNAPSHOT])
+
+    with pytest.raises(InputError, match="goes backwards") as err:
+        list(read_normalized(path, "X", raw_lines=True))
+
+    assert err.value.line == 2
