@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -35,10 +36,11 @@ class Liquidity(enum.StrEnum):
 
 
 # --- market data -------------------------------------------------------------------------------
+# One of these is made per venue message, so they are NamedTuples: as immutable as a frozen
+# dataclass, built in C at a third of the cost. Compare them by type and fields, never as tuples.
 
 
-@dataclass(frozen=True, slots=True)
-class BookSnapshot:
+class BookSnapshot(NamedTuple):
     """The whole visible book of one symbol: replaces every level."""
 
     symbol: str
@@ -54,8 +56,7 @@ class BookSnapshot:
         return len(self.bid_px) + len(self.ask_px)
 
 
-@dataclass(frozen=True, slots=True)
-class BookDelta:
+class BookDelta(NamedTuple):
     """Level changes from one venue message: each (price, size) sets a level; size 0 deletes it."""
 
     symbol: str
@@ -71,8 +72,7 @@ class BookDelta:
         return len(self.bid_px) + len(self.ask_px)
 
 
-@dataclass(frozen=True, slots=True)
-class Trade:
+class Trade(NamedTuple):
     """A print on the venue; `side` is the aggressor's (taker's) side."""
 
     symbol: str

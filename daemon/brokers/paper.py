@@ -191,7 +191,7 @@ class PaperBroker:
     def on_trade(self, trade: Trade) -> None:
         """After a market trade: fill our resting orders on the other side at or through its price."""
         v = self._venues.get(trade.symbol)
-        if v is None:
+        if v is None or not (v.buys or v.sells):
             return
         side = trade.side.opposite
         plan: list[tuple[_Working, int]] = []

@@ -71,7 +71,8 @@ class FeatureCalculator:
 
     def on_trade(self, trade: Trade) -> None:
         """A market trade: flow features will use it; for now it stamps the last-trade time."""
-        self._get(trade.symbol).last_trade_ts = trade.ts_recv
+        st = self._state.get(trade.symbol) or self._get(trade.symbol)
+        st.last_trade_ts = trade.ts_recv
 
     def sample(self, symbol: str, ts: int) -> FeatureSample:
         """A copy of the symbol's current features, stamped with the sample's event time."""

@@ -23,13 +23,6 @@ from daemon.venues.base import DecodeError
 from daemon.venues.generic_fast import (
     KIND_DELTA,
     KIND_TRADE,
-    M_KIND,
-    M_NA,
-    M_NB,
-    M_PRICE,
-    M_QTY,
-    M_SIDE,
-    META_SIZE,
     NEED_ROOM,
     OK,
     parse_line,
@@ -44,11 +37,10 @@ _SIDES = {"buy": Side.BUY, "sell": Side.SELL}
 class _ParseBuffers:
     """Scratch arrays the fast path parses into; events get copies of what they need."""
 
-    __slots__ = ("levels", "meta")
+    __slots__ = ("levels",)
 
     def __init__(self, size: int = 4096) -> None:
         self.levels = np.empty((4, size), np.int64)
-        self.meta = np.zeros(META_SIZE, np.int64)
 
     def grow(self) -> None:
         self.levels = np.empty((4, 2 * self.levels.shape[1]), np.int64)
@@ -88,10 +80,10 @@ class GenericAdapter:
         """The numba fast path; a line it does not take goes through JSON parsing and the dict path."""
         inst = self._cache.get(symbol) or self._inst(symbol)
         buf = self._buf
-        code = parse_line(raw, inst.tick_size, inst.lot_size, buf.levels, buf.meta)
+        code, kind, nb, na, price, qty, side = parse_line(raw, inst.tick_size, inst.lot_size, buf.levels)
         while code == NEED_ROOM:
             buf.grow()
-            code = parse_line(raw, inst.tick_size, inst.lot_size, buf.levels, buf.meta)
+            code, kind, nb, na, price, qty, side = parse_line(raw, inst.tick_size, inst.lot_size, buf.levels)
         if code != OK:
             try:
                 msg = orjson.loads(raw)
@@ -100,13 +92,8 @@ class GenericAdapter:
             if type(msg) is dict and msg.get("ts") != ts_recv:
                 raise DecodeError(f"ts {msg.get('ts')!r} is not the line's receive time {ts_recv}")
             return self.decode(ts_recv, symbol, channel, msg)
-        meta = buf.meta
-        kind = meta[M_KIND]
         if kind == KIND_TRADE:
-            side = Side.BUY if meta[M_SIDE] == 1 else Side.SELL
-            return [Trade(symbol, ts_recv, ts_recv, int(meta[M_PRICE]), int(meta[M_QTY]), side)]
-        nb = meta[M_NB]
-        na = meta[M_NA]
+            return [Trade(symbol, ts_recv, ts_recv, price, qty, Side.BUY if side == 1 else Side.SELL)]
         lv = buf.levels
         bids = lv[:2, :nb].copy()
         asks = lv[2:, :na].copy()

@@ -21,9 +21,8 @@ from daemon.instruments import _ABS_SLACK, _CHECK_LIMIT, _REL_SLACK
 
 OK, FALLBACK, NEED_ROOM = 0, 1, 2
 KIND_SNAPSHOT, KIND_DELTA, KIND_TRADE = 1, 2, 3
-# meta slots filled by parse_line
-M_KIND, M_TS, M_NB, M_NA, M_PRICE, M_QTY, M_SIDE = range(7)
-META_SIZE = 7
+_FAIL = (FALLBACK, 0, 0, 0, 0, 0, 0)
+_ROOM = (NEED_ROOM, 0, 0, 0, 0, 0, 0)
 
 _POW10 = np.array([10.0**k for k in range(23)])
 _QUOTE, _COLON, _COMMA, _LBRACKET, _RBRACKET, _LBRACE, _RBRACE = 34, 58, 44, 91, 93, 123, 125
@@ -170,30 +169,32 @@ def _levels(b: bytes, i: int, n: int, tick: float, lot: float, px: np.ndarray, q
 
 
 @njit(cache=True, nogil=True)
-def parse_line(b: bytes, tick: float, lot: float, levels: np.ndarray, meta: np.ndarray) -> int:
-    """Parse one canonical normalized line into levels (rows: bid px, bid qty, ask px, ask qty) and
-    meta; OK, FALLBACK or NEED_ROOM. One array for the four rows keeps numba's call overhead low."""
+def parse_line(b: bytes, tick: float, lot: float, levels: np.ndarray) -> tuple[int, int, int, int, int, int, int]:
+    """Parse one canonical normalized line; the levels go into `levels` (rows: bid px, bid qty, ask px,
+    ask qty). Returns (code, kind, n bids, n asks, trade price, trade qty, trade side) with code OK,
+    FALLBACK or NEED_ROOM; one array argument and a tuple result keep numba's call overhead low."""
     bid_px, bid_qty, ask_px, ask_qty = levels[0], levels[1], levels[2], levels[3]
     n = len(b)
     while n > 0 and (b[n - 1] == 10 or b[n - 1] == 13):
         n -= 1
     if n < 2 or b[0] != _LBRACE:
-        return FALLBACK
+        return _FAIL
     seen = 0
     kind = 0
+    nb = 0
+    na = 0
     price = 0.0
     size = 0.0
     side = 0
     i = 1
     while True:
         if i >= n or b[i] != _QUOTE:
-            return FALLBACK
+            return _FAIL
         if _is(b, i, n, b'"ts":'):
             bit, i = 1, i + 5
-            i, ts = _uint(b, i, n)
+            i, _ts = _uint(b, i, n)
             if i < 0:
-                return FALLBACK
-            meta[M_TS] = ts
+                return _FAIL
         elif _is(b, i, n, b'"kind":"'):
             bit, i = 2, i + 8
             if _is(b, i, n, b'delta"'):
@@ -203,29 +204,27 @@ def parse_line(b: bytes, tick: float, lot: float, levels: np.ndarray, meta: np.n
             elif _is(b, i, n, b'snapshot"'):
                 kind, i = KIND_SNAPSHOT, i + 9
             else:
-                return FALLBACK
+                return _FAIL
         elif _is(b, i, n, b'"bids":'):
             bit = 4
             i, nb = _levels(b, i + 7, n, tick, lot, bid_px, bid_qty)
             if nb < 0:
-                return NEED_ROOM if nb == -2 else FALLBACK
-            meta[M_NB] = nb
+                return _ROOM if nb == -2 else _FAIL
         elif _is(b, i, n, b'"asks":'):
             bit = 8
             i, na = _levels(b, i + 7, n, tick, lot, ask_px, ask_qty)
             if na < 0:
-                return NEED_ROOM if na == -2 else FALLBACK
-            meta[M_NA] = na
+                return _ROOM if na == -2 else _FAIL
         elif _is(b, i, n, b'"price":'):
             bit = 16
             i, price = _number(b, i + 8, n)
             if i < 0:
-                return FALLBACK
+                return _FAIL
         elif _is(b, i, n, b'"qty":'):
             bit = 32
             i, size = _number(b, i + 6, n)
             if i < 0:
-                return FALLBACK
+                return _FAIL
         elif _is(b, i, n, b'"side":"'):
             bit, i = 64, i + 8
             if _is(b, i, n, b'buy"'):
@@ -233,37 +232,33 @@ def parse_line(b: bytes, tick: float, lot: float, levels: np.ndarray, meta: np.n
             elif _is(b, i, n, b'sell"'):
                 side, i = -1, i + 5
             else:
-                return FALLBACK
+                return _FAIL
         else:
-            return FALLBACK
+            return _FAIL
         if seen & bit:
-            return FALLBACK
+            return _FAIL
         seen |= bit
         if i < n and b[i] == _COMMA:
             i += 1
             continue
         if i == n - 1 and b[i] == _RBRACE:
             break
-        return FALLBACK
-    meta[M_KIND] = kind
+        return _FAIL
     if kind == KIND_TRADE:
         if seen != 1 | 2 | 16 | 32 | 64:
-            return FALLBACK
+            return _FAIL
         if not (math.isfinite(price) and price > 0.0 and math.isfinite(size) and size > 0.0):
-            return FALLBACK
+            return _FAIL
         ok, pt = _grid(price, tick)
         if not ok:
-            return FALLBACK
+            return _FAIL
         ok, ql = _grid(size, lot)
         if not ok:
-            return FALLBACK
-        meta[M_PRICE] = pt
-        meta[M_QTY] = ql
-        meta[M_SIDE] = side
-        return OK
+            return _FAIL
+        return OK, kind, 0, 0, pt, ql, side
     if kind == 0 or seen != 1 | 2 | 4 | 8:
-        return FALLBACK
-    return OK
+        return _FAIL
+    return OK, kind, nb, na, 0, 0, 0
 
 
 @njit(cache=True, nogil=True)

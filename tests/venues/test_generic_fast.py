@@ -27,7 +27,7 @@ def same(a, b) -> bool:
     for x, y in zip(a, b, strict=True):
         if type(x) is not type(y):
             return False
-        for f in x.__slots__:
+        for f in x._fields:
             u, v = getattr(x, f), getattr(y, f)
             if isinstance(u, np.ndarray):
                 if u.dtype != v.dtype or not np.array_equal(u, v):
@@ -76,9 +76,9 @@ def test_fast_path_equals_dict_path_on_generated_book_lines(bids, asks, kind) ->
     b'{"ts":1,"kind":"snapshot","asks":[[1.0,1]],"bids":[[0.99,2]]}',
 ])
 def test_fast_path_takes_canonical_lines(line: bytes) -> None:
-    from daemon.venues.generic_fast import META_SIZE, parse_line
+    from daemon.venues.generic_fast import parse_line
 
-    code = parse_line(line, 0.01, 1e-8, np.empty((4, 8), np.int64), np.zeros(META_SIZE, np.int64))
+    code = parse_line(line, 0.01, 1e-8, np.empty((4, 8), np.int64))[0]
     fast, slow = both_paths(GenericAdapter(lambda s: INST), line)
 
     assert code == OK
@@ -93,9 +93,9 @@ def test_fast_path_takes_canonical_lines(line: bytes) -> None:
     b'{"ts":01,"kind":"delta","bids":[],"asks":[]}',
 ])
 def test_fast_path_defers_unusual_but_valid_lines_to_the_dict_path(line: bytes) -> None:
-    from daemon.venues.generic_fast import META_SIZE, parse_line
+    from daemon.venues.generic_fast import parse_line
 
-    code = parse_line(line, 0.01, 1e-8, np.empty((4, 8), np.int64), np.zeros(META_SIZE, np.int64))
+    code = parse_line(line, 0.01, 1e-8, np.empty((4, 8), np.int64))[0]
 
     assert code == FALLBACK
 
