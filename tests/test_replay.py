@@ -55,6 +55,7 @@ def bid_heavy_session(n: int = 40) -> list[dict]:
 
 
 def replay(tmp_path: Path, inputs: list[Path], *args: str, config: Path | None = None) -> tuple[int, dict | None]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     out = tmp_path / "report"
     code = main(["replay", *map(str, inputs), "--config", str(config or config_file(tmp_path)),
                  "--report", str(out), "--quiet", *args])
@@ -225,3 +226,64 @@ def test_the_shipped_sample_replays_with_the_shipped_config(tmp_path: Path) -> N
     assert report["events"]["bad_lines"] == 0
     assert report["book"]["SIMUSD"]["crossed"] == 0
     assert report["orders"] > 0 and report["fills_total"] > 0
+
+
+def test_a_recording_of_a_venue_without_adapter_is_an_input_error(tmp_path: Path, capsys) -> None:
+    from daemon.sources import RecordingWriter
+
+    path = tmp_path / "s.rec.zst"
+    with RecordingWriter(path, venue="nasdaq-itch", symbols=["X"]) as w:
+        w.write(T0, "book", "X", {"anything": 1})
+
+    code, _ = replay(tmp_path, [path])
+
+    assert code == EXIT_INPUT
+    assert "no adapter for venue 'nasdaq-itch'" in capsys.readouterr().err
+
+
+def test_a_recording_replays_like_the_normalized_file_it_was_made_from(tmp_path: Path) -> None:
+    from daemon.sources import RecordingWriter
+
+    lines = bid_heavy_session()
+    ndjson = write_ndjson(tmp_path / "X.ndjson", lines)
+    rec = tmp_path / "X.rec.zst"
+    with RecordingWriter(rec, venue="generic", symbols=["X"]) as w:
+        for line in lines:
+            w.write(line["ts"], "trade" if line["kind"] == "trade" else "book", "X", line)
+
+    _, from_ndjson = replay(tmp_path / "a", [ndjson])
+    _, from_recording = replay(tmp_path / "b", [rec])
+
+    for key in ("events", "book", "fills", "orders", "pnl", "position"):
+        assert from_recording[key] == from_ndjson[key], key
+
+
+def test_progress_bar_on_a_terminal_and_summary_on_stdout(tmp_path: Path, capsys, monkeypatch) -> None:
+    import sys
+
+    data = write_ndjson(tmp_path / "X.ndjson", bid_heavy_session())
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+
+    code = main(["replay", str(data), "--config", str(config_file(tmp_path))])
+
+    out, err = capsys.readouterr()
+    assert code == EXIT_OK
+    assert "replay" in err and "msg" in err, "tqdm draws its bar on stderr"
+    assert out.startswith("replayed 43 messages")
+
+
+def test_quiet_prints_nothing(tmp_path: Path, capsys) -> None:
+    data = write_ndjson(tmp_path / "X.ndjson", bid_heavy_session())
+
+    assert main(["replay", str(data), "--config", str(config_file(tmp_path)), "--quiet"]) == EXIT_OK
+
+    assert capsys.readouterr().out == ""
+
+
+def test_python_dash_m_daemon_runs_the_cli() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "daemon", "--version"], capture_output=True, text=True, check=False)
+
+    assert done.returncode == 0 and done.stdout.startswith("depthd ")
