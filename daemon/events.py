@@ -40,36 +40,33 @@ class Liquidity(enum.StrEnum):
 # dataclass, built in C at a third of the cost. Compare them by type and fields, never as tuples.
 
 
-class BookSnapshot(NamedTuple):
+class _BookLevels(NamedTuple):
+    """Price levels of one symbol from one venue message, both sides as int64 arrays."""
+
+    symbol: str
+    ts_venue: int
+    ts_recv: int
+    bid_px: np.ndarray
+    bid_qty: np.ndarray
+    ask_px: np.ndarray
+    ask_qty: np.ndarray
+
+    @property
+    def n_levels(self) -> int:
+        """How many (price, size) pairs the message carries."""
+        return len(self.bid_px) + len(self.ask_px)
+
+
+class BookSnapshot(_BookLevels):
     """The whole visible book of one symbol: replaces every level."""
 
-    symbol: str
-    ts_venue: int
-    ts_recv: int
-    bid_px: np.ndarray
-    bid_qty: np.ndarray
-    ask_px: np.ndarray
-    ask_qty: np.ndarray
-
-    @property
-    def n_levels(self) -> int:
-        return len(self.bid_px) + len(self.ask_px)
+    __slots__ = ()
 
 
-class BookDelta(NamedTuple):
+class BookDelta(_BookLevels):
     """Level changes from one venue message: each (price, size) sets a level; size 0 deletes it."""
 
-    symbol: str
-    ts_venue: int
-    ts_recv: int
-    bid_px: np.ndarray
-    bid_qty: np.ndarray
-    ask_px: np.ndarray
-    ask_qty: np.ndarray
-
-    @property
-    def n_levels(self) -> int:
-        return len(self.bid_px) + len(self.ask_px)
+    __slots__ = ()
 
 
 class Trade(NamedTuple):
