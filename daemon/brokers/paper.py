@@ -22,9 +22,10 @@ Model:
   (`paper_matching.ConsumedLiquidity`), so two orders cannot take the same shown size.
 - Invalid orders are rejected on the spot, inside `submit`: "unknown_symbol", "invalid_qty",
   "missing_limit_price", "unexpected_limit_price", "duplicate_client_id". Client ids are single
-  use, even after the order ends. A cancel of an unknown or finished order sends nothing and emits
-  nothing; it is counted in `stats` ("cancel_unknown", "cancel_duplicate" for a second cancel in
-  flight, "cancel_late" when the order finished before the cancel arrived).
+  use, even after the order ends (among the last USED_ID_WINDOW ids, so that memory stays
+  bounded). A cancel of an unknown or finished order sends nothing and emits nothing; it is
+  counted in `stats` ("cancel_unknown", "cancel_duplicate" for a second cancel in flight,
+  "cancel_late" when the order finished before the cancel arrived).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ from daemon.events import (
     Trade,
 )
 from daemon.instruments import Instrument
+
+USED_ID_WINDOW = 1 << 16  # client ids remembered for the duplicate check, most recent first
 
 
 @dataclass(slots=True, eq=False)
@@ -123,7 +126,8 @@ class PaperBroker:
         self._instruments = instruments
         self._venues: dict[str, _Venue] = {}
         self._live: dict[str, _Working] = {}
-        self._used_ids: set[str] = set()
+        # Client ids seen, oldest first, bounded so that a long replay's memory does not grow with it.
+        self._used_ids: dict[str, None] = {}
         self._seq = itertools.count()
         self._counts = dict.fromkeys(("orders", "fills", "maker_fills", "taker_fills", "cancels",
                                       "cancel_requests", "cancel_unknown", "cancel_duplicate",
@@ -136,11 +140,13 @@ class PaperBroker:
         """Send an order: invalid ones are rejected now, the rest arrive at the book after latency."""
         self._counts["orders"] += 1
         now = self._clock.now()
-        if order.client_id in self._used_ids:
+        if order.client_id in self._used_ids or order.client_id in self._live:
             self._count_reject("duplicate_client_id")
             self._on_event(OrderRejected(order.client_id, order.symbol, now, "duplicate_client_id"))
             return
-        self._used_ids.add(order.client_id)
+        self._used_ids[order.client_id] = None
+        if len(self._used_ids) > USED_ID_WINDOW:
+            del self._used_ids[next(iter(self._used_ids))]
         w = _Working(order, next(self._seq))
         reason = self._invalid_reason(order)
         if reason is not None:

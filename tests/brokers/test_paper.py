@@ -581,3 +581,16 @@ def test_same_sequence_twice_gives_identical_events() -> None:
     assert len(first_events) > 10
     assert first_events == second_events
     assert first_stats == second_stats
+
+
+def test_remembered_client_ids_are_bounded_but_recent_duplicates_are_refused() -> None:
+    from daemon.brokers.paper import USED_ID_WINDOW
+
+    rig = make_rig()
+    for i in range(USED_ID_WINDOW + 10):
+        rig.broker.submit(Order(f"c{i}", SYM, T0, Side.BUY, 1, OrderType.LIMIT, 1))
+
+    assert len(rig.broker._used_ids) == USED_ID_WINDOW
+    rig.events.clear()
+    rig.broker.submit(Order(f"c{USED_ID_WINDOW}", SYM, T0, Side.BUY, 1, OrderType.LIMIT, 1))
+    assert [(type(e).__name__, e.reason) for e in rig.events] == [("OrderRejected", "duplicate_client_id")]
