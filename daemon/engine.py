@@ -154,7 +154,8 @@ class Engine:
         self.portfolio.record_equity(ts)
 
     def pursue(self, target: TargetPosition) -> None:
-        """Turn a target position into at most one new order, cancelling orders that work against it."""
+        """Turn a target position into at most one new order, cancelling orders that work against it
+        (the wrong side, more than needed, or a limit no longer at the touch)."""
         assert self.broker is not None
         symbol = target.symbol
         self.targets[symbol] = target.target
@@ -165,7 +166,8 @@ class Engine:
             if oo.state is OrderState.PENDING_CANCEL:
                 continue
             signed = int(oo.order.side) * oo.leaves_qty
-            if want == 0 or (signed > 0) != (want > 0) or abs(working + signed) > abs(want):
+            if (want == 0 or (signed > 0) != (want > 0) or abs(working + signed) > abs(want)
+                    or not self._at_touch(oo.order)):
                 self.broker.cancel(oo.order.client_id)
                 self.counts["cancels_sent"] += 1
             else:
@@ -177,6 +179,13 @@ class Engine:
         intent = self._intent(symbol, side, abs(delta), target)
         if intent is not None:
             self.submit(intent)
+
+    def _at_touch(self, order: Order) -> bool:
+        """A market order, or a limit order still priced at its side's best level."""
+        if order.order_type is OrderType.MARKET:
+            return True
+        book = self.books[order.symbol]
+        return order.limit_px == (book.best_bid_px if order.side is Side.BUY else book.best_ask_px)
 
     def _intent(self, symbol: str, side: Side, qty: int, target: TargetPosition) -> OrderIntent | None:
         if self.policy.order_type is OrderType.MARKET:

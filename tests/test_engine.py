@@ -152,3 +152,19 @@ def test_equity_is_marked_at_the_mid_on_every_sample() -> None:
     pnl = path.portfolio.pnl()
     assert pnl["unrealised"] > 0, "bought at 100.01, marked at the new mid 100.105"
     assert path.portfolio.equity_curve[-1][0] == T0 + 300 * MS
+
+
+def test_a_limit_order_left_behind_by_the_touch_is_cancelled_for_a_new_one() -> None:
+    clock = ReplayClock()
+    path = build_path(settings(execution={"order_type": "limit"}), clock, ["X"])
+    feed(clock, path.engine, snap(T0))
+    path.engine.pursue(TargetPosition("X", T0, 500, 1.0))
+    clock.advance_to(T0 + 2 * MS)
+    feed(clock, path.engine, BookDelta("X", T0 + 3 * MS, T0 + 3 * MS, arr(10000), arr(0), arr(), arr()))
+
+    path.engine.pursue(TargetPosition("X", T0 + 3 * MS, 500, 1.0))
+    clock.advance_to(T0 + 5 * MS)
+    path.engine.pursue(TargetPosition("X", T0 + 5 * MS, 500, 1.0))
+
+    assert path.engine.counts["cancels_sent"] == 1
+    assert [o.order.limit_px for o in path.broker.open_orders("X")] == [9999], "re-joined the new best bid"
