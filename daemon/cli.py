@@ -61,7 +61,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from daemon.config import load_settings
     from daemon.logs import configure_logging
     from daemon.replay import Replay
-    from daemon.report import build_report, build_run_info, summary_lines, write_json
+    from daemon.report import build_report, build_run_info, summary_lines, write_json, write_text
+    from daemon.report_html import render_html
 
     settings = load_settings(args.config)
     configure_logging(settings.daemon.log_level)
@@ -84,6 +85,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         out = Path(args.report)
         write_json(out / "report.json", report)
         write_json(out / "run.json", run)
+        write_text(out / "report.html", render_html(report))
     if not args.quiet:
         for line in summary_lines(report, run):
             print(line)

@@ -105,9 +105,18 @@ def build_run_info(result: ReplayResult) -> dict[str, Any]:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON atomically (temp file, then rename), so a reader never sees half a report."""
+    _write_atomically(path, orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a text file atomically."""
+    _write_atomically(path, text.encode("utf-8"))
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+    tmp.write_bytes(data)
     os.replace(tmp, path)
 
 

@@ -84,6 +84,8 @@ def test_replay_writes_a_report_with_book_orders_fills_and_pnl(tmp_path: Path) -
                            "max_drawdown"}
     run = json.loads((tmp_path / "report" / "run.json").read_text())
     assert run["messages"] == 43 and run["messages_per_second"] > 0
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "<polyline" in html and "depthd backtest report" in html
 
 
 def test_two_runs_write_byte_identical_reports(tmp_path: Path) -> None:
@@ -93,7 +95,7 @@ def test_two_runs_write_byte_identical_reports(tmp_path: Path) -> None:
     for run in ("a", "b"):
         out = tmp_path / run
         assert main(["replay", str(data), "--config", str(cfg), "--report", str(out), "--quiet"]) == EXIT_OK
-        outs.append((out / "report.json").read_bytes())
+        outs.append((out / "report.json").read_bytes() + (out / "report.html").read_bytes())
 
     assert outs[0] == outs[1]
 
