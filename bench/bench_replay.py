@@ -50,13 +50,15 @@ def bench_settings(symbol: str, grid: dict[str, float]) -> object:
     })
 
 
-def run_once(settings: object, files: list[str]) -> tuple[float, int, int]:
+def run_once(settings: object, files: list[str]) -> tuple[float, int, int, int]:
+    """One replay; CPU seconds (steadier than wall time on a shared machine), messages, fills, samples."""
     replay = Replay(settings, files)
     gc.collect()
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     result = replay.run()
-    secs = time.perf_counter() - t0
-    return secs, result.stats.messages, result.path.engine.counts["fills"]
+    secs = time.process_time() - t0
+    counts = result.path.engine.counts
+    return secs, result.stats.messages, counts["fills"], counts["samples"]
 
 
 def bench_datasets(repeat: int) -> None:
@@ -69,10 +71,10 @@ def bench_datasets(repeat: int) -> None:
         run_once(settings, files)  # warm: numba's cache, imports
         rates = []
         for _ in range(repeat):
-            secs, n, fills = run_once(settings, files)
+            secs, n, fills, samples = run_once(settings, files)
             rates.append(n / secs)
         print(f"{name:24s} {n:7d} msgs  best {max(rates):10,.0f} msg/s  median {statistics.median(rates):10,.0f} msg/s"
-              f"  fills {fills}")
+              f"  ({samples} strategy samples, {fills} fills)")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this process: {rss:.1f} MB")
 
