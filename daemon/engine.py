@@ -78,7 +78,8 @@ class Engine:
         self._last_broker_reject: dict[str, str] = {}
         self._sample_interval_ns = sample_interval_ns
         self._sampler = None
-        self._symbols: list[str] = []
+        # (symbol, sync, tick size, traded by the strategy) in symbol order, for the sampling tick
+        self._sampled: list[tuple[str, BookSync, float, bool]] = []
         self._broker_on_book: Callable[..., None] | None = None
         self._broker_on_trade: Callable[[Trade], None] | None = None
 
@@ -100,7 +101,8 @@ class Engine:
             self.instrument(symbol)
             book = self.books[symbol] = Book(symbol)
             sync = self.syncs[symbol] = BookSync(book)
-            self._symbols = sorted(self.syncs)
+            self._sampled = [(sym, self.syncs[sym], self.instrument(sym).tick_size,
+                              not self.traded or sym in self.traded) for sym in sorted(self.syncs)]
         return sync
 
     # --- market data -----------------------------------------------------------------------------
@@ -138,19 +140,20 @@ class Engine:
 
     def on_sample_tick(self, ts: int) -> None:
         """The sampling cadence: mark positions, ask the strategy, pursue its targets."""
-        for symbol in self._symbols:
-            sync = self.syncs[symbol]
-            sample = self.features.sample(symbol, ts)
-            self.counts["samples"] += 1
+        sample_of = self.features.sample
+        mark = self.portfolio.mark
+        on_sample = self.strategy.on_sample if self.strategy is not None else None
+        for symbol, sync, tick_size, traded in self._sampled:
+            sample = sample_of(symbol, ts)
             if sync.state is BookState.LIVE:
                 mid = sync.book.mid_ticks()
                 if mid is not None:
-                    self.portfolio.mark(symbol, self.instrument(symbol).tick_size * mid)
-            if self.strategy is None or (self.traded and symbol not in self.traded):
-                continue
-            target = self.strategy.on_sample(sample)
-            if target is not None:
-                self.pursue(target)
+                    mark(symbol, tick_size * mid)
+            if on_sample is not None and traded:
+                target = on_sample(sample)
+                if target is not None:
+                    self.pursue(target)
+        self.counts["samples"] += len(self._sampled)
         self.portfolio.record_equity(ts)
 
     def pursue(self, target: TargetPosition) -> None:
