@@ -54,7 +54,8 @@ def build_path(settings: Settings, clock: Clock, symbols: Iterable[str]) -> Trad
     policy = ExecutionPolicy(OrderType(settings.execution.order_type), settings.execution.client_id_prefix)
     engine = Engine(clock, instrument, features, risk, portfolio, policy,
                     sample_interval_ns=settings.features.sample_interval_ms * 1_000_000,
-                    traded_symbols=settings.strategy.symbols, max_fills_kept=settings.report.max_fills)
+                    traded_symbols=settings.strategy.symbols, max_fills_kept=settings.report.max_fills,
+                    pause_after_ns=settings.features.pause_after_ms * 1_000_000)
     for symbol in instruments:
         engine.add_symbol(symbol)
     paper = settings.paper

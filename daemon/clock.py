@@ -4,6 +4,11 @@
 before t, in (due time, scheduling order), with `now()` equal to each timer's due time while it
 runs, so replays are deterministic. `LiveClock` reads wall time and schedules on the asyncio loop.
 Timer callbacks receive the time they fire at, in ns.
+
+A periodic timer may say that it does nothing once the clock has been quiet for `quiet_after_ns`
+(no advance for that long: a feed gap, a weekend, two files days apart). The replay clock then
+skips those boundaries instead of firing each one, so a gap costs nothing; a live clock fires them
+and the callback ignores them itself.
 """
 
 from __future__ import annotations
@@ -29,16 +34,17 @@ class Clock(Protocol):
 
     def call_at(self, when_ns: int, fn: TimerFn) -> TimerHandle: ...
 
-    def call_every(self, period_ns: int, fn: TimerFn) -> TimerHandle: ...
+    def call_every(self, period_ns: int, fn: TimerFn, quiet_after_ns: int | None = None) -> TimerHandle: ...
 
 
 class _Timer:
-    __slots__ = ("cancelled", "fn", "period", "when")
+    __slots__ = ("cancelled", "fn", "period", "quiet_after", "when")
 
-    def __init__(self, when: int, fn: TimerFn, period: int = 0) -> None:
+    def __init__(self, when: int, fn: TimerFn, period: int = 0, quiet_after: int | None = None) -> None:
         self.when = when
         self.fn = fn
         self.period = period
+        self.quiet_after = quiet_after
         self.cancelled = False
 
     def cancel(self) -> None:
@@ -73,10 +79,11 @@ class ReplayClock:
         heapq.heappush(self._heap, (timer.when, next(self._seq), timer))
         return timer
 
-    def call_every(self, period_ns: int, fn: TimerFn) -> _Timer:
+    def call_every(self, period_ns: int, fn: TimerFn, quiet_after_ns: int | None = None) -> _Timer:
         if period_ns <= 0:
             raise ValueError(f"timer period must be > 0 ns, got {period_ns}")
-        timer = _Timer(next_boundary(self._now, period_ns) if self._started else -1, fn, period_ns)
+        timer = _Timer(next_boundary(self._now, period_ns) if self._started else -1, fn, period_ns,
+                       quiet_after_ns)
         if self._started:
             heapq.heappush(self._heap, (timer.when, next(self._seq), timer))
         else:
@@ -96,6 +103,7 @@ class ReplayClock:
             if t > self._now:
                 self._now = t
             return
+        last_advance = self._now if self._started else t
         if not self._started:
             self._started = True
             self._now = max(self._now, t)
@@ -106,6 +114,11 @@ class ReplayClock:
         while heap and heap[0][0] <= t:
             when, _, timer = heapq.heappop(heap)
             if timer.cancelled:
+                continue
+            if timer.quiet_after is not None and when - last_advance > timer.quiet_after:
+                # Quiet since the last advance: skip to the first boundary after t.
+                timer.when = next_boundary(t, timer.period)
+                heapq.heappush(heap, (timer.when, next(self._seq), timer))
                 continue
             self._now = when
             timer.fn(when)
@@ -154,7 +167,8 @@ class LiveClock:
         timer.handle = self.loop.call_later(self._delay(when_ns), fire)
         return timer
 
-    def call_every(self, period_ns: int, fn: TimerFn) -> _LoopTimer:
+    def call_every(self, period_ns: int, fn: TimerFn, quiet_after_ns: int | None = None) -> _LoopTimer:
+        """Fire on every boundary in wall time; `quiet_after_ns` is the callback's business here."""
         if period_ns <= 0:
             raise ValueError(f"timer period must be > 0 ns, got {period_ns}")
         timer = _LoopTimer()

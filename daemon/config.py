@@ -41,6 +41,8 @@ class ReplaySettings(_Section):
 
 class FeatureSettings(_Section):
     sample_interval_ms: int = Field(100, ge=1, le=3_600_000)
+    pause_after_ms: int = Field(60_000, ge=1, le=86_400_000,
+                                description="no samples once no market event arrived for this long")
 
 
 class StrategySettings(_Section):

@@ -56,7 +56,8 @@ class Engine:
 
     def __init__(self, clock: Clock, instrument: Callable[[str], Instrument], features: FeatureCalculator,
                  risk: RiskGate, portfolio: Portfolio, policy: ExecutionPolicy,
-                 sample_interval_ns: int, traded_symbols: Iterable[str] = (), max_fills_kept: int = 100_000) -> None:
+                 sample_interval_ns: int, traded_symbols: Iterable[str] = (), max_fills_kept: int = 100_000,
+                 pause_after_ns: int = 60_000_000_000) -> None:
         self.clock = clock
         self.instrument = instrument
         self.features = features
@@ -77,6 +78,8 @@ class Engine:
         self._last_reject: dict[str, str] = {}
         self._last_broker_reject: dict[str, str] = {}
         self._sample_interval_ns = sample_interval_ns
+        self._pause_after_ns = pause_after_ns
+        self._last_market_ts = 0
         self._sampler = None
         # (symbol, sync, tick size, traded by the strategy) in symbol order, for the sampling tick
         self._sampled: list[tuple[str, BookSync, float, bool]] = []
@@ -92,7 +95,8 @@ class Engine:
         # A simulated broker matches against the market data; a live one ignores it.
         self._broker_on_book = getattr(broker, "on_book", None)
         self._broker_on_trade = getattr(broker, "on_trade", None)
-        self._sampler = self.clock.call_every(self._sample_interval_ns, self.on_sample_tick)
+        self._sampler = self.clock.call_every(self._sample_interval_ns, self.on_sample_tick,
+                                              quiet_after_ns=self._pause_after_ns)
 
     def add_symbol(self, symbol: str) -> BookSync:
         """Create the book and sync machine of a symbol (idempotent)."""
@@ -109,6 +113,7 @@ class Engine:
 
     def on_market(self, ev: MarketEvent) -> None:
         """Route one market event: book and features, then the paper matcher if there is one."""
+        self._last_market_ts = ev.ts_recv
         sync = self.syncs.get(ev.symbol) or self.add_symbol(ev.symbol)
         if type(ev) is Trade:
             self._on_trade(ev, sync)
@@ -139,7 +144,13 @@ class Engine:
     # --- sampling and strategy -------------------------------------------------------------------
 
     def on_sample_tick(self, ts: int) -> None:
-        """The sampling cadence: mark positions, ask the strategy, pursue its targets."""
+        """The sampling cadence: mark positions, ask the strategy, pursue its targets.
+
+        Sampling pauses once no market event has arrived for `pause_after` (a feed gap, a weekend)
+        and resumes with the next one; the replay clock skips those ticks without calling here.
+        """
+        if ts - self._last_market_ts > self._pause_after_ns:
+            return
         sample_of = self.features.sample
         mark = self.portfolio.mark
         on_sample = self.strategy.on_sample if self.strategy is not None else None

@@ -277,3 +277,27 @@ async def test_live_call_every_fires_repeatedly_on_the_grid_until_cancelled() ->
 async def test_live_call_every_refuses_non_positive_period() -> None:
     with pytest.raises(ValueError, match="period"):
         LiveClock().call_every(0, lambda t: None)
+
+
+def test_a_quiet_periodic_timer_skips_the_boundaries_of_a_long_gap() -> None:
+    clock = ReplayClock()
+    fired: list[int] = []
+    clock.call_every(100, fired.append, quiet_after_ns=250)
+
+    clock.advance_to(1_000)
+    clock.advance_to(10**15)
+
+    assert fired == [1_000, 1_100, 1_200], "boundaries up to 250 ns after the last advance, then none"
+    clock.advance_to(10**15 + 150)
+    assert fired[3:] == [10**15 + 100]
+
+
+def test_a_quiet_periodic_timer_fires_every_boundary_while_advances_keep_coming() -> None:
+    clock = ReplayClock()
+    fired: list[int] = []
+    clock.call_every(100, fired.append, quiet_after_ns=250)
+
+    for t in range(0, 1_001, 200):
+        clock.advance_to(t)
+
+    assert fired == list(range(0, 1_001, 100))

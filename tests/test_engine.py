@@ -168,3 +168,15 @@ def test_a_limit_order_left_behind_by_the_touch_is_cancelled_for_a_new_one() -> 
 
     assert path.engine.counts["cancels_sent"] == 1
     assert [o.order.limit_px for o in path.broker.open_orders("X")] == [9999], "re-joined the new best bid"
+
+
+def test_sampling_pauses_when_the_feed_has_been_quiet_for_pause_after() -> None:
+    clock = ReplayClock()
+    path = build_path(settings(features={"pause_after_ms": 1000}), clock, ["X"])
+    feed(clock, path.engine, snap(T0))
+    before = path.engine.counts["samples"]
+
+    path.engine.on_sample_tick(T0 + 900 * MS)
+    path.engine.on_sample_tick(T0 + 1100 * MS)
+
+    assert path.engine.counts["samples"] == before + 1, "a live clock's tick after the pause is ignored"

@@ -289,3 +289,20 @@ def test_python_dash_m_daemon_runs_the_cli() -> None:
     done = subprocess.run([sys.executable, "-m", "daemon", "--version"], capture_output=True, text=True, check=False)
 
     assert done.returncode == 0 and done.stdout.startswith("depthd ")
+
+
+def test_a_gap_of_years_between_files_costs_no_samples(tmp_path: Path) -> None:
+    import time
+
+    early = write_ndjson(tmp_path / "A.ndjson", bid_heavy_session(10))
+    late_lines = [dict(x, ts=x["ts"] + 3 * 365 * 86_400 * 10**9) for x in bid_heavy_session(10)]
+    late = write_ndjson(tmp_path / "B.ndjson", late_lines)
+    cfg = config_file(tmp_path, extra='[features]\npause_after_ms = 1000\n')
+
+    t = time.monotonic()
+    code, report = replay(tmp_path, [early, late], config=cfg)
+
+    assert code == EXIT_OK
+    assert time.monotonic() - t < 10
+    assert report["events"]["samples"] < 200, "samples only near the data, none across three empty years"
+    assert set(report["book"]) == {"A", "B"}
