@@ -135,16 +135,22 @@ class Replay:
 
     async def run_async(self, speed: float = 0.0) -> ReplayResult:
         """Replay on the event loop: as fast as possible (speed 0, yielding now and then so other
-        tasks run) or paced at `speed` times recorded time."""
+        tasks run) or paced at `speed` times recorded time. A paced replay shortens a feed gap longer
+        than `features.pause_after_ms` to that length, so a weekend in a recording does not stall it."""
         started = time.perf_counter()
         stats = self.stats
         n = 0
         wall0 = time.monotonic()
+        max_gap = self.settings.features.pause_after_ms * 1_000_000
+        skipped = 0
+        prev_ts = 0
         for rec in self._records:
             if n == 0:
-                stats.first_ts = rec.ts_recv
+                stats.first_ts = prev_ts = rec.ts_recv
             if speed > 0:
-                due = wall0 + (rec.ts_recv - stats.first_ts) / 1e9 / speed
+                skipped += max(0, rec.ts_recv - prev_ts - max_gap)
+                prev_ts = rec.ts_recv
+                due = wall0 + (rec.ts_recv - stats.first_ts - skipped) / 1e9 / speed
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)

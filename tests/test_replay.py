@@ -306,3 +306,17 @@ def test_a_gap_of_years_between_files_costs_no_samples(tmp_path: Path) -> None:
     assert time.monotonic() - t < 10
     assert report["events"]["samples"] < 200, "samples only near the data, none across three empty years"
     assert set(report["book"]) == {"A", "B"}
+
+
+def test_a_paced_replay_shortens_feed_gaps_to_pause_after(tmp_path: Path) -> None:
+    import time
+
+    lines = [snapshot(T0, [[100.0, 1.0]], [[100.01, 1.0]]), delta(T0 + 3600 * 1000 * MS, bids=[[99.99, 1.0]])]
+    data = write_ndjson(tmp_path / "X.ndjson", lines)
+    cfg = config_file(tmp_path, extra='[features]\npause_after_ms = 100\n')
+
+    t = time.monotonic()
+    code, report = replay(tmp_path, [data], "--speed", "1", config=cfg)
+
+    assert code == EXIT_OK and report["events"]["delta"] == 1
+    assert 0.09 <= time.monotonic() - t < 5, "an hour's gap takes pause_after (100 ms), not an hour"
