@@ -161,7 +161,13 @@ class Engine:
                 if mid is not None:
                     mark(symbol, tick_size * mid)
             if on_sample is not None and traded:
-                target = on_sample(sample)
+                try:
+                    target = on_sample(sample)
+                except Exception:
+                    # A strategy bug must not take the daemon down: no target from this sample.
+                    self.counts["strategy_errors"] += 1
+                    log.exception("strategy_error", symbol=symbol, ts=ts)
+                    continue
                 if target is not None:
                     self.pursue(target)
         self.counts["samples"] += len(self._sampled)

@@ -72,6 +72,7 @@ def build_report(result: ReplayResult, top_levels: int = 5) -> dict[str, Any]:
         },
         "bad_lines_by_problem": dict(sorted(stats.bad_reasons.items())),
         "book": books,
+        "strategy_errors": eng.counts["strategy_errors"],
         "intents": eng.counts["intents"],
         "orders": eng.counts["orders"],
         "cancels_sent": eng.counts["cancels_sent"],

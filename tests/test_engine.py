@@ -180,3 +180,18 @@ def test_sampling_pauses_when_the_feed_has_been_quiet_for_pause_after() -> None:
     path.engine.on_sample_tick(T0 + 1100 * MS)
 
     assert path.engine.counts["samples"] == before + 1, "a live clock's tick after the pause is ignored"
+
+
+def test_a_failing_strategy_is_counted_and_logged_and_sends_nothing() -> None:
+    clock = ReplayClock()
+    path = build_path(settings(), clock, ["X"])
+
+    def broken(sample):
+        raise ZeroDivisionError("strategy bug")
+
+    path.engine.strategy.on_sample = broken
+    feed(clock, path.engine, snap(T0))
+    clock.advance_to(T0 + 350 * MS)
+
+    assert path.engine.counts["strategy_errors"] == 4
+    assert path.engine.counts["orders"] == 0
