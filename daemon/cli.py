@@ -30,6 +30,7 @@ def _speed(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="depthd", description="L2 order-book trading daemon")
     parser.add_argument("--version", action="version", version=f"depthd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    """`depthd check-config`: load and validate, say OK or raise ConfigError."""
     from daemon.config import load_settings
 
     settings = load_settings(args.config)
@@ -58,6 +60,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    """`depthd replay`: replay the files, print a summary, write the reports."""
     from daemon.config import load_settings
     from daemon.logs import configure_logging
     from daemon.replay import Replay
@@ -107,6 +110,7 @@ def _run(replay: Replay, speed: float) -> ReplayResult:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `depthd` console script and `python -m daemon`; returns the exit code."""
     args = build_parser().parse_args(argv)
     handler = {"replay": cmd_replay, "check-config": cmd_check_config}[args.command]
     try:

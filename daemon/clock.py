@@ -24,17 +24,23 @@ TimerFn = Callable[[int], None]
 
 
 class TimerHandle(Protocol):
-    def cancel(self) -> None: ...
+    """What scheduling a timer returns."""
+
+    def cancel(self) -> None:
+        """Stop the timer; a cancelled timer never fires again."""
 
 
 class Clock(Protocol):
     """What the core may ask of time."""
 
-    def now(self) -> int: ...
+    def now(self) -> int:
+        """The current time in ns since the epoch."""
 
-    def call_at(self, when_ns: int, fn: TimerFn) -> TimerHandle: ...
+    def call_at(self, when_ns: int, fn: TimerFn) -> TimerHandle:
+        """Call fn(when_ns) at that time (at once if it has passed)."""
 
-    def call_every(self, period_ns: int, fn: TimerFn, quiet_after_ns: int | None = None) -> TimerHandle: ...
+    def call_every(self, period_ns: int, fn: TimerFn, quiet_after_ns: int | None = None) -> TimerHandle:
+        """Call fn(t) at every multiple t of period_ns from now on."""
 
 
 class _Timer:
@@ -67,6 +73,7 @@ class ReplayClock:
         self._pending: list[_Timer] = []
 
     def now(self) -> int:
+        """The receive time of the event being replayed (or of the timer firing)."""
         return self._now
 
     @property
@@ -75,11 +82,13 @@ class ReplayClock:
         return self._started
 
     def call_at(self, when_ns: int, fn: TimerFn) -> _Timer:
+        """Fire fn at when_ns, or at the next advance if that time has passed."""
         timer = _Timer(max(when_ns, self._now), fn)
         heapq.heappush(self._heap, (timer.when, next(self._seq), timer))
         return timer
 
     def call_every(self, period_ns: int, fn: TimerFn, quiet_after_ns: int | None = None) -> _Timer:
+        """Fire fn on every multiple of period_ns, from the first boundary at or after the first event."""
         if period_ns <= 0:
             raise ValueError(f"timer period must be > 0 ns, got {period_ns}")
         timer = _Timer(next_boundary(self._now, period_ns) if self._started else -1, fn, period_ns,
@@ -149,15 +158,18 @@ class LiveClock:
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop timers run on: the one given, else the running one."""
         return self._loop or asyncio.get_running_loop()
 
     def now(self) -> int:
+        """Wall time in ns."""
         return time.time_ns()
 
     def _delay(self, when_ns: int) -> float:
         return max(0.0, (when_ns - self.now()) / 1e9)
 
     def call_at(self, when_ns: int, fn: TimerFn) -> _LoopTimer:
+        """Fire fn(when_ns) on the loop when the wall clock reaches when_ns."""
         timer = _LoopTimer()
 
         def fire() -> None:

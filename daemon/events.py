@@ -22,6 +22,7 @@ class Side(enum.IntEnum):
 
     @property
     def opposite(self) -> Side:
+        """The other side."""
         return Side.SELL if self is Side.BUY else Side.BUY
 
 
@@ -132,6 +133,7 @@ class Order:
 
     @classmethod
     def from_intent(cls, client_id: str, intent: OrderIntent) -> Order:
+        """The order an intent becomes once risk has passed it."""
         return cls(client_id, intent.symbol, intent.ts, intent.side, intent.qty, intent.order_type,
                    intent.limit_px, intent.tag)
 

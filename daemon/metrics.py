@@ -25,6 +25,7 @@ class PathCollector(Collector):
         self.bad_lines = bad_lines if bad_lines is not None else {}
 
     def collect(self) -> Iterator[Metric]:
+        """Called by prometheus-client at each scrape: read the counters now."""
         eng = self.path.engine
         state = GaugeMetricFamily("depthd_book_state", "Book sync state (0 INIT, 1 LIVE, 2 INVALID)",
                                   labels=["symbol"])

@@ -58,6 +58,7 @@ class ImbalanceStrategy(Strategy):
         self._runs: dict[str, _Run] = {}
 
     def on_sample(self, sample: FeatureSample) -> TargetPosition | None:
+        """Target from the imbalance run of this symbol: flat, or long/short scaled by confidence."""
         p = self.p
         run = self._runs.setdefault(sample.symbol, _Run())
         x = float(sample.values[self._col])

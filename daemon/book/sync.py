@@ -56,6 +56,7 @@ class BookSync:
 
     @property
     def live(self) -> bool:
+        """Only a LIVE book may be traded on."""
         return self.state is BookState.LIVE
 
     def on_snapshot(self, snap: BookSnapshot) -> BookState:

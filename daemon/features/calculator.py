@@ -30,6 +30,7 @@ class FeatureSample:
         return float(self.values[schema.index_of(name)])
 
     def as_dict(self) -> dict[str, float]:
+        """Feature name -> value, in schema order."""
         return dict(zip(schema.NAMES, self.values.tolist(), strict=True))
 
 

@@ -33,7 +33,8 @@ class RawRecord(NamedTuple):
 class BadLineHandler(Protocol):
     """Receives a bad input line's error instead of letting it stop the replay."""
 
-    def __call__(self, err: InputError) -> None: ...
+    def __call__(self, err: InputError) -> None:
+        """Take note of a bad line (count it, log it); the reader then skips it."""
 
 
 def report_bad(on_bad: BadLineHandler | None, err: InputError) -> None:

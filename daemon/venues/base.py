@@ -17,7 +17,8 @@ class DecodeError(VenueError):
 class VenueAdapter(Protocol):
     """Turns one raw message (as received, parsed) into market events. Pure."""
 
-    def decode(self, ts_recv: int, symbol: str, channel: str, msg: Any) -> list[MarketEvent]: ...
+    def decode(self, ts_recv: int, symbol: str, channel: str, msg: Any) -> list[MarketEvent]:
+        """The events in one message; a DecodeError says what is wrong with it."""
 
 
 def adapter_for(venue: str, instrument: Callable[[str], Instrument]) -> VenueAdapter:
