@@ -77,6 +77,7 @@ class Engine:
         self._order_seq = 0
         self._last_reject: dict[str, str] = {}
         self._last_broker_reject: dict[str, str] = {}
+        self._strategy_failing = False
         self._sample_interval_ns = sample_interval_ns
         self._pause_after_ns = pause_after_ns
         self._last_market_ts = 0
@@ -165,13 +166,20 @@ class Engine:
                     target = on_sample(sample)
                 except Exception:
                     # A strategy bug must not take the daemon down: no target from this sample.
-                    self.counts["strategy_errors"] += 1
-                    log.exception("strategy_error", symbol=symbol, ts=ts)
+                    self._strategy_failed(symbol, ts, "on_sample")
                     continue
+                self._strategy_failing = False
                 if target is not None:
                     self.pursue(target)
         self.counts["samples"] += len(self._sampled)
         self.portfolio.record_equity(ts)
+
+    def _strategy_failed(self, symbol: str, ts: int, hook: str) -> None:
+        """Count a strategy exception; log it with its traceback once per run of failures."""
+        self.counts["strategy_errors"] += 1
+        if not self._strategy_failing:
+            log.exception("strategy_error", symbol=symbol, ts=ts, hook=hook)
+        self._strategy_failing = True
 
     def pursue(self, target: TargetPosition) -> None:
         """Turn a target position into at most one new order, cancelling orders that work against it
@@ -261,7 +269,10 @@ class Engine:
                 self.fills.append(ev)
             self.portfolio.on_fill(ev)
             if self.strategy is not None:
-                self.strategy.on_fill(ev)
+                try:
+                    self.strategy.on_fill(ev)
+                except Exception:
+                    self._strategy_failed(ev.symbol, ev.ts, "on_fill")
         elif isinstance(ev, OrderRejected):
             self.broker_rejects[ev.reason] += 1
             repeat = self._last_broker_reject.get(ev.symbol) == ev.reason
