@@ -117,7 +117,10 @@ class Engine:
         self._last_market_ts = ev.ts_recv
         sync = self.syncs.get(ev.symbol) or self.add_symbol(ev.symbol)
         if type(ev) is Trade:
-            self._on_trade(ev, sync)
+            self.counts["trade"] += 1
+            self.features.on_trade(ev)
+            if self._broker_on_trade is not None and sync.state is BookState.LIVE:
+                self._broker_on_trade(ev)
             return
         if isinstance(ev, BookDelta):
             self.counts["delta"] += 1
@@ -135,12 +138,6 @@ class Engine:
             self.features.on_book(sync.book, state is BookState.LIVE)
             if self._broker_on_book is not None and state is BookState.LIVE:
                 self._broker_on_book(ev.symbol, snapshot=type(ev) is BookSnapshot)
-
-    def _on_trade(self, trade: Trade, sync: BookSync) -> None:
-        self.counts["trade"] += 1
-        self.features.on_trade(trade)
-        if self._broker_on_trade is not None and sync.state is BookState.LIVE:
-            self._broker_on_trade(trade)
 
     # --- sampling and strategy -------------------------------------------------------------------
 

@@ -112,6 +112,7 @@ class Replay:
         started = time.perf_counter()
         stats = self.stats
         adapters = self._adapters
+        only = next(iter(adapters.values())).decode if len(adapters) == 1 else None
         advance = self.clock.advance_to
         on_market = self.path.engine.on_market
         progress = self._progress
@@ -123,7 +124,8 @@ class Replay:
             if progress is not None and n % 5000 == 0:
                 progress(5000)
             try:
-                events = adapters[rec.path].decode(rec.ts_recv, rec.symbol, rec.channel, rec.msg)
+                decode = only or adapters[rec.path].decode
+                events = decode(rec.ts_recv, rec.symbol, rec.channel, rec.msg)
             except DecodeError as exc:
                 self._decode_failed(rec, exc)
                 continue
