@@ -87,9 +87,11 @@ MarketEvent = BookSnapshot | BookDelta | Trade
 # --- strategy and orders -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class TargetPosition:
-    """What a strategy wants to hold in a symbol, in lots (signed), with its confidence in [0, 1]."""
+class TargetPosition(NamedTuple):
+    """What a strategy wants to hold in a symbol, in lots (signed), with its confidence in [0, 1].
+
+    A NamedTuple like the market events: a strategy answers every sample with one.
+    """
 
     symbol: str
     ts: int

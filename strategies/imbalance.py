@@ -60,7 +60,9 @@ class ImbalanceStrategy(Strategy):
     def on_sample(self, sample: FeatureSample) -> TargetPosition | None:
         """Target from the imbalance run of this symbol: flat, or long/short scaled by confidence."""
         p = self.p
-        run = self._runs.setdefault(sample.symbol, _Run())
+        run = self._runs.get(sample.symbol)
+        if run is None:
+            run = self._runs[sample.symbol] = _Run()
         x = float(sample.values[self._col])
         if not sample.live or math.isnan(x):
             run.side = 0

@@ -17,9 +17,13 @@ from daemon.features import kernels, schema
 from daemon.instruments import Instrument
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FeatureSample:
-    """The feature values of one symbol at one event time, in schema order."""
+    """The feature values of one symbol at one event time, in schema order.
+
+    Not frozen (its array could not be anyway): one is made per symbol and sample tick, and a plain
+    slots class is built in half the time. Treat it as read-only.
+    """
 
     symbol: str
     ts: int
