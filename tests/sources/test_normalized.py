@@ -220,3 +220,20 @@ def test_raw_lines_still_refuses_time_going_backwards(tmp_path: Path) -> None:
         list(read_normalized(path, "X", raw_lines=True))
 
     assert err.value.line == 2
+
+
+def test_reads_a_multi_member_gzip_as_one_stream(tmp_path: Path) -> None:
+    path = tmp_path / "x.ndjson.gz"
+    path.write_bytes(gzip.compress(orjson.dumps(SNAPSHOT) + b"\n") + gzip.compress(orjson.dumps(DELTA) + b"\n")
+                     + gzip.compress(orjson.dumps(TRADE) + b"\n"))
+
+    records = list(read_normalized(path, "X", raw_lines=True))
+
+    assert [r.ts_recv for r in records] == [100, 200, 300]
+
+
+def test_an_empty_gzip_file_has_no_records(tmp_path: Path) -> None:
+    path = tmp_path / "x.ndjson.gz"
+    path.write_bytes(b"")
+
+    assert list(read_normalized(path, "X")) == []
