@@ -74,31 +74,37 @@ def _decimals(step: float) -> int:
     return 12
 
 
-def _off_grid(x: float, r: float) -> bool:
+@njit(cache=True, nogil=True)
+def on_grid(value: float, step: float) -> tuple[bool, int]:
+    """(True, value / step as whole steps), or (False, 0) when value is not finite or off the grid.
+
+    The one grid rule of depthd: every path that turns a decimal into ticks or lots goes through it.
+    """
+    x = value / step
+    if not math.isfinite(x):
+        return False, 0
+    r = np.rint(x)
     ax = abs(x)
-    return not math.isfinite(x) or (abs(x - r) > _ABS_SLACK + _REL_SLACK * ax and ax < _CHECK_LIMIT)
+    if abs(x - r) > _ABS_SLACK + _REL_SLACK * ax and ax < _CHECK_LIMIT:
+        return False, 0
+    return True, np.int64(r)
 
 
 def _scalar_to_grid(value: float, step: float, what: str, key: str, symbol: str) -> int:
-    x = float(value) / step
-    r = round(x) if math.isfinite(x) else 0
-    if _off_grid(x, r):
+    ok, steps = on_grid(float(value), step)
+    if not ok:
         raise OffGridError(f"{symbol}: {what} {float(value)!r} is not a multiple of {key} {step!r}")
-    return r
+    return steps
 
 
 @njit(cache=True, nogil=True)
 def _grid_kernel(values: np.ndarray, step: float, out: np.ndarray) -> int:
-    """Fill out with round(values / step); return the index of the first off-grid value, or -1."""
+    """Fill out with the values in whole steps; return the index of the first off-grid value, or -1."""
     for i in range(values.shape[0]):
-        x = values[i] / step
-        if not math.isfinite(x):
+        ok, steps = on_grid(values[i], step)
+        if not ok:
             return i
-        r = np.rint(x)
-        ax = abs(x)
-        if abs(x - r) > _ABS_SLACK + _REL_SLACK * ax and ax < _CHECK_LIMIT:
-            return i
-        out[i] = np.int64(r)
+        out[i] = steps
     return -1
 
 
@@ -116,16 +122,14 @@ def levels_to_grid(levels: np.ndarray, tick: float, lot: float, px: np.ndarray, 
             return 10 * i + 1
         if not (math.isfinite(q) and q >= 0.0):
             return 10 * i + 2
-        x = p / tick
-        r = np.rint(x)
-        if abs(x - r) > _ABS_SLACK + _REL_SLACK * x and x < _CHECK_LIMIT:
+        ok, ticks = on_grid(p, tick)
+        if not ok:
             return 10 * i + 3
-        px[i] = np.int64(r)
-        x = q / lot
-        r = np.rint(x)
-        if abs(x - r) > _ABS_SLACK + _REL_SLACK * x and x < _CHECK_LIMIT:
+        px[i] = ticks
+        ok, lots = on_grid(q, lot)
+        if not ok:
             return 10 * i + 4
-        qty[i] = np.int64(r)
+        qty[i] = lots
     return -1
 
 

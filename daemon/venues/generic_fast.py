@@ -7,7 +7,7 @@ answers FALLBACK for anything else, including every invalid or out-of-range valu
 generic adapter's dict path, which has the precise error messages, decides those lines. Numbers
 are converted exactly as Python's float() does (Clinger's fast path: at most 15 significant digits
 and a power of ten within 1e22; anything else falls back), then put on the grid with the same
-rule as `daemon.instruments.levels_to_grid`.
+rule, `daemon.instruments.on_grid`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numba import njit
 
-from daemon.instruments import _ABS_SLACK, _CHECK_LIMIT, _REL_SLACK
+from daemon.instruments import on_grid
 
 OK, FALLBACK, NEED_ROOM = 0, 1, 2
 KIND_SNAPSHOT, KIND_DELTA, KIND_TRADE = 1, 2, 3
@@ -106,16 +106,6 @@ def _uint(b: bytes, i: int, n: int) -> tuple[int, int]:
 
 
 @njit(cache=True, nogil=True)
-def _grid(value: float, step: float) -> tuple[bool, int]:
-    """value / step as a whole number of steps, with the grid check of levels_to_grid."""
-    x = value / step
-    r = np.rint(x)
-    if abs(x - r) > _ABS_SLACK + _REL_SLACK * abs(x) and abs(x) < _CHECK_LIMIT:
-        return False, 0
-    return True, np.int64(r)
-
-
-@njit(cache=True, nogil=True)
 def _is(b: bytes, i: int, n: int, word: bytes) -> bool:
     """b[i:] starts with word."""
     m = len(word)
@@ -151,10 +141,10 @@ def _levels(b: bytes, i: int, n: int, tick: float, lot: float, px: np.ndarray, q
             return i, -1
         if k >= px.shape[0]:
             return i, -2
-        ok, pt = _grid(p, tick)
+        ok, pt = on_grid(p, tick)
         if not ok:
             return i, -1
-        ok, ql = _grid(q, lot)
+        ok, ql = on_grid(q, lot)
         if not ok:
             return i, -1
         px[k] = pt
@@ -249,10 +239,10 @@ def parse_line(b: bytes, tick: float, lot: float, levels: np.ndarray) -> tuple[i
             return _FAIL
         if not (math.isfinite(price) and price > 0.0 and math.isfinite(size) and size > 0.0):
             return _FAIL
-        ok, pt = _grid(price, tick)
+        ok, pt = on_grid(price, tick)
         if not ok:
             return _FAIL
-        ok, ql = _grid(size, lot)
+        ok, ql = on_grid(size, lot)
         if not ok:
             return _FAIL
         return OK, kind, 0, 0, pt, ql, side
