@@ -72,7 +72,6 @@ class Engine:
         self.counts: Counter[str] = Counter()
         self.broker_rejects: Counter[str] = Counter()
         self.fills: list[Fill] = []
-        self.targets: dict[str, int] = {}
         self._max_fills_kept = max_fills_kept
         self._order_seq = 0
         self._last_reject: dict[str, str] = {}
@@ -183,7 +182,6 @@ class Engine:
         (the wrong side, more than needed, or a limit no longer at the touch)."""
         assert self.broker is not None
         symbol = target.symbol
-        self.targets[symbol] = target.target
         position = self.portfolio.position(symbol)
         want = target.target - position
         working = 0

@@ -16,6 +16,7 @@ from daemon import __version__
 from daemon.book import BookState
 from daemon.features import SCHEMA_VERSION
 from daemon.replay import ReplayResult
+from daemon.risk.gate import snapshot_rejects
 
 
 def _r(x: float | None, nd: int = 10) -> float | None:
@@ -50,7 +51,7 @@ def build_report(result: ReplayResult, top_levels: int = 5) -> dict[str, Any]:
         fills.append({"ts": f.ts, "symbol": f.symbol, "client_id": f.client_id, "side": f.side.name.lower(),
                       "price": inst.price(f.price), "qty": inst.qty(f.qty), "fee": _r(f.fee),
                       "liquidity": str(f.liquidity), "trade_id": f.trade_id})
-    rejects = dict(sorted(p.risk.rejects.items()))
+    rejects = dict(snapshot_rejects(p.risk))
     for reason, n in sorted(eng.broker_rejects.items()):
         rejects[f"broker:{reason}"] = n
     pnl = p.portfolio.pnl()
