@@ -320,3 +320,16 @@ def test_a_paced_replay_shortens_feed_gaps_to_pause_after(tmp_path: Path) -> Non
 
     assert code == EXIT_OK and report["events"]["delta"] == 1
     assert 0.09 <= time.monotonic() - t < 5, "an hour's gap takes pause_after (100 ms), not an hour"
+
+
+def test_skipped_lines_are_grouped_by_kind_of_problem(tmp_path: Path) -> None:
+    lines = bid_heavy_session()
+    lines.insert(3, {"ts": T0 + 100 * MS, "kind": "delta", "bids": [[100.001, 1]], "asks": []})
+    lines.insert(4, {"ts": T0 + 100 * MS, "kind": "delta", "bids": [[100.003, 1]], "asks": []})
+    lines.insert(5, {"ts": 7, "kind": "delta", "bids": [], "asks": []})
+    data = write_ndjson(tmp_path / "X.ndjson", lines)
+
+    _, report = replay(tmp_path, [data], "--skip-bad")
+
+    assert report["bad_lines_by_problem"] == {"'bids' has a price off the tick grid N": 2,
+                                              "ts N goes backwards (previous line's ts is N)": 1}
