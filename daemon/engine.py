@@ -42,6 +42,8 @@ from strategies import Strategy
 
 log = structlog.get_logger("depthd.engine")
 
+_LIVE = BookState.LIVE  # enum member lookups cost ~80 ns on Python 3.11; this is the per-message path
+
 
 @dataclass(frozen=True, slots=True)
 class ExecutionPolicy:
@@ -118,7 +120,7 @@ class Engine:
         if type(ev) is Trade:
             self.counts["trade"] += 1
             self.features.on_trade(ev)
-            if self._broker_on_trade is not None and sync.state is BookState.LIVE:
+            if self._broker_on_trade is not None and sync.state is _LIVE:
                 self._broker_on_trade(ev)
             return
         if isinstance(ev, BookDelta):
@@ -133,9 +135,9 @@ class Engine:
             state = sync.on_snapshot(ev)
         if state is not before:
             log.info("book_state", symbol=ev.symbol, old=str(before), new=str(state), ts=ev.ts_recv)
-        if state is BookState.LIVE or before is BookState.LIVE:
-            self.features.on_book(sync.book, state is BookState.LIVE)
-            if self._broker_on_book is not None and state is BookState.LIVE:
+        if state is _LIVE or before is _LIVE:
+            self.features.on_book(sync.book, state is _LIVE)
+            if self._broker_on_book is not None and state is _LIVE:
                 self._broker_on_book(ev.symbol, snapshot=type(ev) is BookSnapshot)
 
     # --- sampling and strategy -------------------------------------------------------------------
@@ -153,7 +155,7 @@ class Engine:
         on_sample = self.strategy.on_sample if self.strategy is not None else None
         for symbol, sync, tick_size, traded in self._sampled:
             sample = sample_of(symbol, ts)
-            if sync.state is BookState.LIVE:
+            if sync.state is _LIVE:
                 mid = sync.book.mid_ticks()
                 if mid is not None:
                     mark(symbol, tick_size * mid)

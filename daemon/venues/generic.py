@@ -32,6 +32,7 @@ _EMPTY_I = np.zeros(0, np.int64)
 _PAIR = {2}
 _INF = float("inf")
 _SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+_BUY, _SELL = Side.BUY, Side.SELL  # enum member lookups cost ~80 ns on Python 3.11
 
 
 class _ParseBuffers:
@@ -93,7 +94,7 @@ class GenericAdapter:
                 raise DecodeError(f"ts {msg.get('ts')!r} is not the line's receive time {ts_recv}")
             return self.decode(ts_recv, symbol, channel, msg)
         if kind == KIND_TRADE:
-            return [Trade(symbol, ts_recv, ts_recv, price, qty, Side.BUY if side == 1 else Side.SELL)]
+            return [Trade(symbol, ts_recv, ts_recv, price, qty, _BUY if side == 1 else _SELL)]
         lv = buf.levels
         bids = lv[:2, :nb].copy()
         asks = lv[2:, :na].copy()
