@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from daemon.book import Book, BookState, BookSync
+from daemon.book import NO_PRICE, Book, BookState, BookSync
 from daemon.brokers.base import Broker
 from daemon.brokers.lifecycle import OrderState
 from daemon.clock import Clock
@@ -205,22 +205,23 @@ class Engine:
         if intent is not None:
             self.submit(intent)
 
+    def _touch(self, symbol: str, side: Side) -> int:
+        """The best price on an order's own side (best bid for a buy), or NO_PRICE."""
+        book = self.books[symbol]
+        return book.best_bid_px if side is Side.BUY else book.best_ask_px
+
     def _at_touch(self, order: Order) -> bool:
         """A market order, or a limit order still priced at its side's best level."""
-        if order.order_type is OrderType.MARKET:
-            return True
-        book = self.books[order.symbol]
-        return order.limit_px == (book.best_bid_px if order.side is Side.BUY else book.best_ask_px)
+        return order.order_type is OrderType.MARKET or order.limit_px == self._touch(order.symbol, order.side)
 
     def _intent(self, symbol: str, side: Side, qty: int, target: TargetPosition) -> OrderIntent | None:
         if self.policy.order_type is OrderType.MARKET:
             return OrderIntent(symbol, self.clock.now(), side, qty, OrderType.MARKET, tag=target.reason)
-        book = self.books[symbol]
-        touch = book.best_bid() if side is Side.BUY else book.best_ask()
-        if touch is None:
+        touch = self._touch(symbol, side)
+        if touch == NO_PRICE:
             self.counts["no_touch"] += 1
             return None
-        return OrderIntent(symbol, self.clock.now(), side, qty, OrderType.LIMIT, touch[0], tag=target.reason)
+        return OrderIntent(symbol, self.clock.now(), side, qty, OrderType.LIMIT, touch, tag=target.reason)
 
     def risk_view(self, symbol: str, side: Side) -> RiskView:
         """The facts the risk gate checks an intent of this symbol against."""
@@ -242,11 +243,8 @@ class Engine:
         self.counts["intents"] += 1
         reject = self.risk.check(intent, self.risk_view(intent.symbol, intent.side))
         if reject is not None:
-            # The first reject of a run with the same reason is logged at info, repeats at debug.
-            repeat = self._last_reject.get(intent.symbol) == reject.reason
-            self._last_reject[intent.symbol] = reject.reason
-            (log.debug if repeat else log.info)("risk_reject", symbol=intent.symbol, reason=reject.reason,
-                                                detail=reject.detail, ts=intent.ts)
+            _log_first_of_run(self._last_reject, intent.symbol, reject.reason, "risk_reject",
+                              detail=reject.detail, ts=intent.ts)
             return None
         self._last_reject.pop(intent.symbol, None)
         self._order_seq += 1
@@ -272,9 +270,14 @@ class Engine:
                     self._strategy_failed(ev.symbol, ev.ts, "on_fill")
         elif isinstance(ev, OrderRejected):
             self.broker_rejects[ev.reason] += 1
-            repeat = self._last_broker_reject.get(ev.symbol) == ev.reason
-            self._last_broker_reject[ev.symbol] = ev.reason
-            (log.debug if repeat else log.info)("broker_reject", client_id=ev.client_id, symbol=ev.symbol,
-                                                reason=ev.reason, ts=ev.ts)
+            _log_first_of_run(self._last_broker_reject, ev.symbol, ev.reason, "broker_reject",
+                              client_id=ev.client_id, ts=ev.ts)
         elif isinstance(ev, OrderCanceled):
             self.counts["canceled"] += 1
+
+
+def _log_first_of_run(last: dict[str, str], symbol: str, reason: str, event: str, **fields: object) -> None:
+    """Log the first of a run of same-reason events of a symbol at info and its repeats at debug."""
+    repeat = last.get(symbol) == reason
+    last[symbol] = reason
+    (log.debug if repeat else log.info)(event, symbol=symbol, reason=reason, **fields)
