@@ -12,6 +12,7 @@ from daemon.config import Settings
 from daemon.engine import Engine, ExecutionPolicy
 from daemon.events import OrderType
 from daemon.features import FeatureCalculator
+from daemon.features.calculator import FeatureParams
 from daemon.instruments import Instrument
 from daemon.portfolio import Portfolio
 from daemon.risk import RiskGate
@@ -48,7 +49,8 @@ def build_path(settings: Settings, clock: Clock, symbols: Iterable[str]) -> Trad
     instrument = instrument_lookup(settings, instruments)
     for symbol in symbols:
         instrument(symbol)
-    features = FeatureCalculator(instruments)
+    fset = settings.features
+    features = FeatureCalculator(instruments, FeatureParams(fset.cost_notional, fset.imbalance_threshold))
     portfolio = Portfolio(instruments)
     risk = RiskGate(settings.risk, instrument)
     policy = ExecutionPolicy(OrderType(settings.execution.order_type), settings.execution.client_id_prefix)

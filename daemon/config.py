@@ -43,6 +43,9 @@ class FeatureSettings(_Section):
     sample_interval_ms: int = Field(100, ge=1, le=3_600_000)
     pause_after_ms: int = Field(60_000, ge=1, le=86_400_000,
                                 description="no samples once no market event arrived for this long")
+    cost_notional: float = Field(1000.0, gt=0, allow_inf_nan=False,
+                                 description="quote notional of the cost_buy_bps / cost_sell_bps features")
+    imbalance_threshold: float = Field(0.3, gt=0, lt=1, description="imb_persist_s counts time beyond this")
 
 
 class StrategySettings(_Section):

@@ -34,7 +34,7 @@ from daemon.events import (
     TargetPosition,
     Trade,
 )
-from daemon.features import FeatureCalculator
+from daemon.features import FeatureCalculator, FeatureSample
 from daemon.instruments import Instrument
 from daemon.portfolio import Portfolio
 from daemon.risk import RiskGate, RiskView
@@ -87,6 +87,8 @@ class Engine:
         self._sampled: list[tuple[str, BookSync, float, bool]] = []
         self._broker_on_book: Callable[..., None] | None = None
         self._broker_on_trade: Callable[[Trade], None] | None = None
+        # called with every sample of every symbol (after scoring): `depthd features`, tests
+        self.sample_sinks: list[Callable[[FeatureSample], None]] = []
 
     # --- wiring ----------------------------------------------------------------------------------
 
@@ -136,7 +138,7 @@ class Engine:
         if state is not before:
             log.info("book_state", symbol=ev.symbol, old=str(before), new=str(state), ts=ev.ts_recv)
         if state is _LIVE or before is _LIVE:
-            self.features.on_book(sync.book, state is _LIVE)
+            self.features.on_book(sync.book, state is _LIVE, ev.ts_recv)
             if self._broker_on_book is not None and state is _LIVE:
                 self._broker_on_book(ev.symbol, snapshot=type(ev) is BookSnapshot)
 
@@ -153,8 +155,11 @@ class Engine:
         sample_of = self.features.sample
         mark = self.portfolio.mark
         on_sample = self.strategy.on_sample if self.strategy is not None else None
+        sinks = self.sample_sinks
         for symbol, sync, tick_size, traded in self._sampled:
             sample = sample_of(symbol, ts)
+            for sink in sinks:
+                sink(sample)
             if sync.state is _LIVE:
                 mid = sync.book.mid_ticks()
                 if mid is not None:

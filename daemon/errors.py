@@ -5,7 +5,8 @@
     ├── InputError           a replay input is malformed or truncated (names file and line)
     ├── LocalError           our fault: a bug or an illegal state transition inside depthd
     │   └── IllegalTransition    a state machine got an event its table does not allow
-    └── VenueError           the venue's fault: a message or answer that breaks its protocol
+    ├── VenueError           the venue's fault: a message or answer that breaks its protocol
+    └── ModelError           a model file is unreadable, not depthd's, or does not fit the feature schema
 
 Errors carry enough context to act on without a traceback.
 """
@@ -48,3 +49,7 @@ class IllegalTransition(LocalError):
 
 class VenueError(DepthdError):
     """The venue's fault: a message or response that breaks the venue's protocol."""
+
+
+class ModelError(DepthdError):
+    """A model cannot be used: unreadable, missing depthd metadata, or trained on other features."""

@@ -20,6 +20,7 @@ from daemon.app import TradingPath, build_path, instrument_lookup
 from daemon.clock import ReplayClock
 from daemon.config import Settings
 from daemon.errors import InputError
+from daemon.features import FeatureSample
 from daemon.sources import RawRecord, merge_by_receive_time, open_replay_input
 from daemon.venues import DecodeError, VenueAdapter, adapter_for
 
@@ -53,7 +54,8 @@ class Replay:
     """One replay session over a list of input files."""
 
     def __init__(self, settings: Settings, inputs: list[str], skip_bad: bool = False,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None,
+                 sample_sink: Callable[[FeatureSample], None] | None = None) -> None:
         self.settings = settings
         self.inputs = inputs
         self.skip_bad = skip_bad or settings.replay.skip_bad
@@ -63,6 +65,8 @@ class Replay:
         self.venues: dict[str, str] = {}
         streams, symbols, self._adapters = self._open_inputs()
         self.path = build_path(settings, self.clock, symbols)
+        if sample_sink is not None:
+            self.path.engine.sample_sinks.append(sample_sink)
         self._records = merge_by_receive_time(streams)
 
     def _open_inputs(self) -> tuple[list[Iterator[RawRecord]], list[str], dict[str, VenueAdapter]]:

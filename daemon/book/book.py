@@ -12,6 +12,7 @@ from daemon.book import kernels
 
 _MIN_CAPACITY = 1024
 NO_PRICE = np.iinfo(np.int64).min
+CLEAN = np.iinfo(np.int64).max
 
 
 class Book:
@@ -28,8 +29,11 @@ class Book:
         self.ask_qty = np.zeros(cap, np.int64)
         self.n_bid = 0
         self.n_ask = 0
-        # [deletes of absent levels, level changes applied]
-        self._counters = np.zeros(2, np.int64)
+        # [deletes of absent levels, level changes applied, lowest bid index changed, lowest ask index
+        # changed, n_bid, n_ask]: the two low-water marks tell a reader keeping per-level sums (the
+        # feature calculator's cumulative depth) which entries to redo; it resets them to CLEAN.
+        # The level counts are mirrored here so a kernel needs this one array, not two more args.
+        self._counters = np.zeros(6, np.int64)
 
     # --- updates ---------------------------------------------------------------------------------
 
@@ -40,6 +44,9 @@ class Book:
         self.n_bid = kernels.load_side(self.bid_px, self.bid_qty, bid_px, bid_qty, 1)
         self.n_ask = kernels.load_side(self.ask_key, self.ask_qty, ask_px, ask_qty, -1)
         self._counters[1] += len(bid_px) + len(ask_px)
+        self._counters[2:4] = 0
+        self._counters[4] = self.n_bid
+        self._counters[5] = self.n_ask
 
     def apply_delta(self, bid_px: np.ndarray, bid_qty: np.ndarray, ask_px: np.ndarray,
                     ask_qty: np.ndarray) -> None:
@@ -58,6 +65,7 @@ class Book:
         """Forget every level (the book is unknown until the next snapshot)."""
         self.n_bid = 0
         self.n_ask = 0
+        self._counters[2:] = 0
 
     def _reserve(self, n_bid_new: int, n_ask_new: int, replace: bool) -> None:
         need_bid = n_bid_new + (0 if replace else self.n_bid)
@@ -73,6 +81,12 @@ class Book:
     def absent_deletes(self) -> int:
         """Deletes that named a level the book did not have (normal past a snapshot's depth)."""
         return int(self._counters[0])
+
+    @property
+    def changes(self) -> np.ndarray:
+        """The counters array: [absent deletes, level changes, lowest bid index changed, lowest ask index
+        changed, n_bid, n_ask]. The low-water marks are CLEAN when nothing changed since a reader reset them."""
+        return self._counters
 
     @property
     def level_updates(self) -> int:

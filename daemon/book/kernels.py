@@ -117,13 +117,15 @@ def apply_side(px: np.ndarray, qty: np.ndarray, n: int, prices: np.ndarray, size
     """Apply one message's (price, size) changes to one side in message order; size 0 deletes.
 
     Returns the new n. `counters[0]` is incremented by the deletes of absent levels, `counters[1]`
-    by the changes applied. The caller guarantees room for n + len(prices) entries, equal lengths,
+    by the changes applied; `counters[2]` (bids) or `counters[3]` (asks) is lowered to the lowest
+    index whose level changed. The caller guarantees room for n + len(prices) entries, equal lengths,
     and _SCRATCH_PER_CHANGE * len(prices) entries of `scratch`.
     """
     k = prices.shape[0]
     counters[1] += k
     if k == 0:
         return n
+    mark = 2 if sign == 1 else 3
     order = scratch[:k]
     _order_by_key_desc(prices, sign, order)
     # Net edits, by key descending: old index, new key, new size (0 = delete the level at the index).
@@ -133,6 +135,7 @@ def apply_side(px: np.ndarray, qty: np.ndarray, n: int, prices: np.ndarray, size
     ne = 0
     hi = n
     j = 0
+    low = n
     while j < k:
         key = sign * prices[order[j]]
         i = _find_from_top(px, hi, key)
@@ -150,6 +153,8 @@ def apply_side(px: np.ndarray, qty: np.ndarray, n: int, prices: np.ndarray, size
             else:
                 counters[0] += 1
             j += 1
+        if had or has:
+            low = i
         if had and has:
             qty[i] = size
         elif had or has:
@@ -157,6 +162,8 @@ def apply_side(px: np.ndarray, qty: np.ndarray, n: int, prices: np.ndarray, size
             e_key[ne] = key
             e_qty[ne] = size if has else 0
             ne += 1
+    if low < counters[mark]:
+        counters[mark] = low  # entries below `low` kept their index, price and size
     if ne == 0:
         return n
     # Walk the edits upward (key ascending): the levels between two edits shift by the net count of
@@ -212,7 +219,10 @@ def apply_message(bid_px: np.ndarray, bid_qty: np.ndarray, n_bid: int, ask_key: 
     scratch = np.empty(_SCRATCH_PER_CHANGE * max(kb, ka), np.int64)
     n_bid = apply_side(bid_px, bid_qty, n_bid, bid_prices, bid_sizes, 1, counters, scratch)
     n_ask = apply_side(ask_key, ask_qty, n_ask, ask_prices, ask_sizes, -1, counters, scratch)
+    counters[4] = n_bid
+    counters[5] = n_ask
     return n_bid, n_ask
+
 
 @njit(cache=True, nogil=True)
 def load_side(px: np.ndarray, qty: np.ndarray, prices: np.ndarray, sizes: np.ndarray, sign: int) -> int:

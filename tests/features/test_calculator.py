@@ -1,4 +1,7 @@
-"""FeatureCalculator: streaming features equal an offline recomputation; NaN, copies, the schema."""
+"""FeatureCalculator: book-state features equal an exact offline recomputation; NaN, copies, the schema.
+
+The full 56-feature comparison against an independent slow reference is in test_reference_parity.py.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ def book_with(bids: Levels, asks: Levels) -> Book:
 
 def sample_of(book: Book, live: bool = True, ts: int = 1) -> FeatureSample:
     calc = calculator()
-    calc.on_book(book, live)
+    calc.on_book(book, live, ts)
     return calc.sample(SYM, ts)
 
 
@@ -54,10 +57,14 @@ def apply_levels(side: dict[int, int], levels: Levels) -> None:
             side.pop(px, None)
 
 
+ORACLE = ("mid", "microprice", "spread_bps", "imb_l1", "imb_5", "imb_10", "bid_qty_100bp", "ask_qty_100bp",
+          "depth_ratio_100bp")
+
+
 def offline_features(bids: dict[int, int], asks: dict[int, int]) -> dict[str, float]:
-    """Every schema feature from a dict book (ticks -> lots), computed exactly with Fractions."""
+    """A set of book features from a dict book (ticks -> lots), computed exactly with Fractions."""
     if not bids or not asks:
-        return dict.fromkeys(NAMES, math.nan)
+        return dict.fromkeys(ORACLE, math.nan)
     bid_levels = sorted(bids.items(), reverse=True)  # best (highest) first
     ask_levels = sorted(asks.items())  # best (lowest) first
     bb, bq = (Fraction(v) for v in bid_levels[0])
@@ -82,15 +89,15 @@ def offline_features(bids: dict[int, int], asks: dict[int, int]) -> dict[str, fl
         "imb_l1": ratio(bq - aq, bq + aq),
         "imb_5": imbalance(5),
         "imb_10": imbalance(10),
-        "bid_depth_1pct": float(bid_band * LOT),
-        "ask_depth_1pct": float(ask_band * LOT),
-        "depth_ratio_1pct": ratio(Fraction(bid_band), Fraction(ask_band)),
+        "bid_qty_100bp": float(bid_band * LOT),
+        "ask_qty_100bp": float(ask_band * LOT),
+        "depth_ratio_100bp": ratio(Fraction(bid_band), Fraction(ask_band)),
     }
 
 
 def assert_matches(sample: FeatureSample, expected: dict[str, float]) -> None:
-    assert set(expected) == set(NAMES)  # the oracle covers every feature of the schema
-    for name in NAMES:
+    assert set(expected) == set(ORACLE)
+    for name in ORACLE:
         got, want = sample[name], expected[name]
         if math.isnan(want):
             assert math.isnan(got), f"{name}: expected NaN, got {got}"
@@ -128,14 +135,14 @@ def test_streaming_features_equal_offline_recomputation(bids: Levels, asks: Leve
     book.apply_snapshot(*cols(bids), *cols(asks))
     apply_levels(model_bids, bids)
     apply_levels(model_asks, asks)
-    calc.on_book(book, live=True)
+    calc.on_book(book, live=True, ts=1)
     assert_matches(calc.sample(SYM, 0), offline_features(model_bids, model_asks))
 
     for i, (bid_changes, ask_changes) in enumerate(changes, start=1):
         book.apply_delta(*cols(bid_changes), *cols(ask_changes))
         apply_levels(model_bids, bid_changes)
         apply_levels(model_asks, ask_changes)
-        calc.on_book(book, live=True)
+        calc.on_book(book, live=True, ts=1)
 
         sample = calc.sample(SYM, i)
 
@@ -154,9 +161,12 @@ def test_known_book_gives_hand_computed_features() -> None:
     assert s["spread_bps"] == pytest.approx(200.0)
     assert s["imb_l1"] == pytest.approx(0.5)
     assert s["imb_5"] == pytest.approx((9 - 3) / 12)
-    assert s["bid_depth_1pct"] == pytest.approx(3.0)  # 99.00 is exactly 1% below; 98.99 is not
-    assert s["ask_depth_1pct"] == pytest.approx(1.0)  # 101.00 is exactly 1% above; 101.01 is not
-    assert s["depth_ratio_1pct"] == pytest.approx(3.0)
+    assert s["bid_qty_100bp"] == pytest.approx(3.0)  # 99.00 is exactly 1% below; 98.99 is not
+    assert s["ask_qty_100bp"] == pytest.approx(1.0)  # 101.00 is exactly 1% above; 101.01 is not
+    assert s["depth_ratio_100bp"] == pytest.approx(3.0)
+    assert s["bid_levels_100bp"] == 1 and s["ask_levels_100bp"] == 1
+    assert s["spread_ticks"] == 200
+    assert s["imb_3"] == pytest.approx((9 - 3) / 12)
 
 
 def test_imbalances_sum_over_best_five_and_ten_levels() -> None:
@@ -208,9 +218,9 @@ def test_every_feature_is_nan_when_the_book_is_not_live() -> None:
 def test_features_become_nan_when_a_live_book_stops_being_live() -> None:
     book = book_with([(99, 1)], [(101, 1)])
     calc = calculator()
-    calc.on_book(book, live=True)
+    calc.on_book(book, live=True, ts=1)
 
-    calc.on_book(book, live=False)
+    calc.on_book(book, live=False, ts=1)
 
     assert np.isnan(calc.sample(SYM, 2).values).all()
 
@@ -221,8 +231,8 @@ def test_depth_ratio_is_nan_not_zero_when_no_ask_is_within_one_percent() -> None
 
     s = sample_of(book)
 
-    assert s["ask_depth_1pct"] == 0.0
-    assert math.isnan(s["depth_ratio_1pct"])
+    assert s["ask_qty_100bp"] == 0.0
+    assert math.isnan(s["depth_ratio_100bp"])
 
 
 def test_sample_before_any_book_is_nan_and_not_live() -> None:
@@ -237,23 +247,23 @@ def test_sample_before_any_book_is_nan_and_not_live() -> None:
 
 def test_mutating_a_sample_does_not_change_the_calculator() -> None:
     calc = calculator()
-    calc.on_book(book_with([(99, 1)], [(101, 1)]), live=True)
+    calc.on_book(book_with([(99, 1)], [(101, 1)]), live=True, ts=1)
     first = calc.sample(SYM, 1)
     before = first.values.copy()
 
     first.values[:] = -123.0
 
-    assert np.array_equal(calc.sample(SYM, 2).values, before, equal_nan=True)
+    assert np.array_equal(calc.sample(SYM, 1).values, before, equal_nan=True)
 
 
 def test_a_sample_does_not_follow_later_book_changes() -> None:
     calc = calculator()
     book = book_with([(99, 1)], [(101, 1)])
-    calc.on_book(book, live=True)
+    calc.on_book(book, live=True, ts=1)
     first = calc.sample(SYM, 1)
 
     book.apply_delta(*cols([(100, 5)]), *cols([]))
-    calc.on_book(book, live=True)
+    calc.on_book(book, live=True, ts=1)
 
     assert first["mid"] == pytest.approx(1.0)
     assert calc.sample(SYM, 2)["mid"] == pytest.approx(1.005)
@@ -275,8 +285,25 @@ def test_schema_names_are_unique() -> None:
     assert len(set(schema.NAMES)) == len(schema.NAMES)
 
 
-def test_kernel_writes_exactly_the_schema_features() -> None:
-    assert len(schema.NAMES) == kernels.N_BOOK_FEATURES
+def test_book_kernel_writes_exactly_the_book_block_of_the_schema() -> None:
+    book = book_with([(99, 1), (98, 2)], [(101, 1), (102, 3)])
+    out = np.full(len(schema.NAMES), -7.0)
+    cum = np.zeros((4, 8))
+    kernels.refresh_cumulative(book.bid_px, book.bid_qty, book.n_bid, 0, cum[0], cum[1])
+    kernels.refresh_cumulative(book.ask_key, book.ask_qty, book.n_ask, 0, cum[2], cum[3])
+
+    kernels.book_features(book.bid_px, book.bid_qty, book.n_bid, book.ask_key, book.ask_qty, book.n_ask,
+                          0.01, 0.001, 0.001, out, cum)
+
+    assert schema.NAMES[kernels.N_BOOK_FEATURES - 1] == "cost_sell_bps"
+    assert (out[: kernels.N_BOOK_FEATURES] != -7.0).all()
+    assert (out[kernels.N_BOOK_FEATURES:] == -7.0).all()
+
+
+def test_schema_has_at_least_48_described_features() -> None:
+    assert len(schema.FEATURES) >= 48
+    assert all(f.unit and f.description for f in schema.FEATURES)
+    assert [d["name"] for d in schema.describe()] == list(schema.NAMES)
 
 
 def test_index_of_is_the_position_in_the_schema() -> None:

@@ -1,0 +1,140 @@
+"""FeatureTable: the sampled feature rows of a replay (timestamp, symbol, live flag, every feature).
+
+`depthd features` writes one to Parquet or CSV and `depthd train` builds its dataset from one.
+Rows are kept in the order the engine sampled them (event time, then symbol); values are float64
+with NaN for a feature that could not be computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from daemon.errors import InputError
+from daemon.features import schema
+from daemon.features.calculator import FeatureSample
+
+_FIXED = ("ts", "symbol", "live")
+
+
+@dataclass
+class FeatureTable:
+    """Columns of sampled features; `values[i, j]` is feature `names[j]` of row i."""
+
+    names: tuple[str, ...]
+    schema_version: int
+    ts: np.ndarray  # int64 ns, receive-time clock
+    symbol: np.ndarray  # str objects
+    live: np.ndarray  # bool: the book was LIVE at the sample
+    values: np.ndarray  # float64 (rows, features)
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def column(self, name: str) -> np.ndarray:
+        """One feature's values (a view)."""
+        return self.values[:, self.names.index(name)]
+
+    def for_symbol(self, symbol: str) -> FeatureTable:
+        """The rows of one symbol, in time order."""
+        mask = self.symbol == symbol
+        return FeatureTable(self.names, self.schema_version, self.ts[mask], self.symbol[mask], self.live[mask],
+                            self.values[mask], dict(self.meta))
+
+    def write(self, path: str | Path) -> None:
+        """Write to `.parquet` or `.csv` (chosen by suffix), atomically (a temp file renamed over)."""
+        import pyarrow as pa
+
+        out = Path(path)
+        cols = {"ts": pa.array(self.ts, pa.int64()), "symbol": pa.array(self.symbol.tolist(), pa.string()),
+                "live": pa.array(self.live, pa.bool_())}
+        for j, name in enumerate(self.names):
+            cols[name] = pa.array(self.values[:, j], pa.float64())
+        meta = {"depthd.schema_version": str(self.schema_version), **self.meta}
+        table = pa.table(cols).replace_schema_metadata(meta)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        suffix = out.suffix.lower()
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, tmp, compression="zstd")
+        elif suffix == ".csv":
+            import pyarrow.csv as pacsv
+
+            pacsv.write_csv(table, tmp)
+        else:
+            raise ValueError(f"{out}: output must end in .parquet or .csv")
+        tmp.replace(out)
+
+    @classmethod
+    def read(cls, path: str | Path) -> FeatureTable:
+        """Read a table written by `write`; an InputError names a file that is not one."""
+        import pyarrow as pa
+
+        src = Path(path)
+        suffix = src.suffix.lower()
+        try:
+            if suffix == ".parquet":
+                import pyarrow.parquet as pq
+
+                table = pq.read_table(src)
+            elif suffix == ".csv":
+                import pyarrow.csv as pacsv
+
+                table = pacsv.read_csv(src)
+            else:
+                raise InputError(str(src), None, "feature table must end in .parquet or .csv")
+        except (OSError, pa.ArrowException) as exc:
+            raise InputError(str(src), None, f"cannot read feature table: {exc}") from None
+        names = tuple(n for n in table.column_names if n not in _FIXED)
+        missing = [c for c in _FIXED if c not in table.column_names]
+        if missing:
+            raise InputError(str(src), None, f"not a feature table: no column(s) {', '.join(missing)}")
+        meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+        version = int(meta.pop("depthd.schema_version", schema.SCHEMA_VERSION))
+        values = np.column_stack([table.column(n).to_numpy(zero_copy_only=False).astype(np.float64)
+                                  for n in names]) if names else np.empty((len(table), 0))
+        return cls(names, version, table.column("ts").to_numpy().astype(np.int64),
+                   np.asarray(table.column("symbol").to_pylist(), dtype=object),
+                   table.column("live").to_numpy(zero_copy_only=False).astype(bool), values, meta)
+
+
+class TableBuilder:
+    """Collects FeatureSamples (as the engine's sample sink) into a FeatureTable, in growing blocks."""
+
+    def __init__(self, names: tuple[str, ...] = schema.NAMES, block_rows: int = 65_536) -> None:
+        self.names = names
+        self._block = block_rows
+        self._values = np.empty((block_rows, len(names)))
+        self._ts = np.empty(block_rows, np.int64)
+        self._live = np.empty(block_rows, bool)
+        self._symbols: list[str] = []
+        self.rows = 0
+
+    def __call__(self, sample: FeatureSample) -> None:
+        """Append one sample."""
+        i = self.rows
+        if i == len(self._ts):
+            self._grow()
+        self._values[i] = sample.values
+        self._ts[i] = sample.ts
+        self._live[i] = sample.live
+        self._symbols.append(sample.symbol)
+        self.rows = i + 1
+
+    def _grow(self) -> None:
+        n = len(self._ts) * 2
+        self._values = np.resize(self._values, (n, len(self.names)))
+        self._ts = np.resize(self._ts, n)
+        self._live = np.resize(self._live, n)
+
+    def table(self, meta: dict[str, str] | None = None) -> FeatureTable:
+        """The rows collected so far, as a table (copies)."""
+        n = self.rows
+        return FeatureTable(self.names, schema.SCHEMA_VERSION, self._ts[:n].copy(),
+                            np.asarray(self._symbols, dtype=object), self._live[:n].copy(),
+                            self._values[:n].copy(), dict(meta or {}))
