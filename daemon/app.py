@@ -64,6 +64,11 @@ def build_path(settings: Settings, clock: Clock, symbols: Iterable[str]) -> Trad
     broker = PaperBroker(clock, engine.books, instruments, engine.on_broker_event,
                          latency_ns=paper.latency_us * 1_000, taker_fee_bps=paper.taker_fee_bps,
                          maker_fee_bps=paper.maker_fee_bps)
+    if settings.model.path:
+        from daemon.model.live import ModelRuntime
+
+        engine.model = ModelRuntime.load(settings.model.path, risk, settings.model.drift_window,
+                                         settings.model.drift_min_samples, settings.risk.max_feature_psi)
     ctx = StrategyContext(clock, instruments, portfolio.position)
     strategy = build_strategy(settings.strategy.name, settings.strategy.params, ctx)
     engine.attach(strategy, broker)

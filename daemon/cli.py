@@ -1,4 +1,4 @@
-"""The depthd command line: `depthd replay`, `depthd check-config`.
+"""The depthd command line: `depthd replay`, `features`, `train`, `check-config`.
 
 Exit codes: 0 success, 2 bad input (a replay file), 3 bad configuration, 1 anything unexpected.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from daemon import __version__
-from daemon.errors import ConfigError, InputError
+from daemon.errors import ConfigError, InputError, ModelError
 
 if TYPE_CHECKING:
     from daemon.replay import Replay, ReplayResult
@@ -43,6 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="0 = as fast as possible (default); X = paced at X times recorded time")
     rp.add_argument("--skip-bad", action="store_true", help="count, log and skip malformed lines")
     rp.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+
+    fp = sub.add_parser("features", help="write the sampled feature rows of a replay to Parquet or CSV")
+    fp.add_argument("files", nargs="+", metavar="FILE", help=".rec.zst recordings or .ndjson[.gz] normalized L2")
+    fp.add_argument("--out", required=True, metavar="PATH", help="output file ending in .parquet or .csv")
+    fp.add_argument("--config", default=DEFAULT_CONFIG, help="config file (default: %(default)s)")
+    fp.add_argument("--skip-bad", action="store_true", help="count, log and skip malformed lines")
+    fp.add_argument("--quiet", action="store_true", help="no summary")
+
+    from daemon.model.train import add_arguments as add_train_arguments
+
+    add_train_arguments(sub.add_parser("train", help="train a model on replayed features and export it to ONNX"))
 
     cc = sub.add_parser("check-config", help="validate a config file")
     cc.add_argument("--config", default=DEFAULT_CONFIG, help="config file (default: %(default)s)")
@@ -97,6 +108,38 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_features(args: argparse.Namespace) -> int:
+    """`depthd features`: replay the files through the configured path and write every sample."""
+    from daemon.config import load_settings
+    from daemon.logs import configure_logging
+    from daemon.model.dataset import collect_features
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        raise ConfigError(f"--out {out}: must end in .parquet or .csv")
+    settings = load_settings(args.config)
+    configure_logging(settings.daemon.log_level)
+    table, replay = collect_features(settings, list(args.files), skip_bad=args.skip_bad)
+    table.write(out)
+    if not args.quiet:
+        stats = replay.stats
+        live = int(table.live.sum())
+        complete = int(table.complete_rows().sum())
+        rate = stats.messages / stats.wall_seconds if stats.wall_seconds else 0.0
+        print(f"{len(table)} rows x {len(table.names)} features (schema v{table.schema_version}), "
+              f"{live} LIVE, {complete} complete; {stats.messages} messages in {stats.wall_seconds:.2f} s "
+              f"({rate:,.0f} msg/s)")
+        print(f"features: {out}")
+    return EXIT_OK
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """`depthd train`: see daemon/model/train.py."""
+    from daemon.model.train import cmd_train as run
+
+    return run(args)
+
+
 def _run(replay: Replay, speed: float) -> ReplayResult:
     """Fast replays run straight through; paced ones run on the event loop (uvloop if present)."""
     if speed == 0:
@@ -112,7 +155,8 @@ def _run(replay: Replay, speed: float) -> ReplayResult:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `depthd` console script and `python -m daemon`; returns the exit code."""
     args = build_parser().parse_args(argv)
-    handler = {"replay": cmd_replay, "check-config": cmd_check_config}[args.command]
+    handler = {"replay": cmd_replay, "features": cmd_features, "train": cmd_train,
+               "check-config": cmd_check_config}[args.command]
     try:
         return handler(args)
     except ConfigError as exc:
@@ -121,6 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"depthd: input error: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    except ModelError as exc:
+        print(f"depthd: model error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except KeyboardInterrupt:
         print("depthd: interrupted", file=sys.stderr)
         return 130

@@ -70,6 +70,8 @@ class RiskSettings(_Section):
     max_order_qty: float = Field(1.0, gt=0)
     max_notional: float = Field(1_000_000.0, gt=0)
     symbols: dict[str, RiskLimits] = Field(default_factory=dict)
+    max_feature_psi: float | None = Field(None, gt=0, description="refuse new exposure while a model feature's "
+                                          "PSI against its training histogram exceeds this; unset = report only")
 
     def limits_for(self, symbol: str) -> RiskLimits:
         """The limits of one symbol: its own table if it has one, else the defaults."""
@@ -78,6 +80,12 @@ class RiskSettings(_Section):
             return own
         return RiskLimits(max_position=self.max_position, max_order_qty=self.max_order_qty,
                           max_notional=self.max_notional)
+
+
+class ModelSettings(_Section):
+    path: str = Field("", description="ONNX model written by `depthd train`; empty = no model")
+    drift_window: int = Field(3000, ge=10, le=10_000_000, description="samples per symbol in the PSI window")
+    drift_min_samples: int = Field(300, ge=1, le=10_000_000, description="no PSI before this many samples")
 
 
 class PaperSettings(_Section):
@@ -96,6 +104,7 @@ class Settings(_Section):
     instruments: dict[str, InstrumentSettings] = Field(default_factory=dict)
     replay: ReplaySettings = Field(default_factory=ReplaySettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
     strategy: StrategySettings = Field(default_factory=StrategySettings)
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
@@ -139,7 +148,7 @@ def settings_from_dict(raw: dict[str, Any], source: str = "<config>") -> Setting
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe(source, exc)) from None
-    from strategies import StrategyLoadError, validate_params
+    from strategies import StrategyLoadError, load_strategy, validate_params
 
     try:
         validate_params(settings.strategy.name, settings.strategy.params)
@@ -147,6 +156,12 @@ def settings_from_dict(raw: dict[str, Any], source: str = "<config>") -> Setting
         raise ConfigError(f"{source}: strategy: {exc}") from None
     except ValidationError as exc:
         raise ConfigError(_describe(source, exc, prefix="strategy.params")) from None
+    model = settings.model.path
+    if load_strategy(settings.strategy.name).needs_model and not model:
+        raise ConfigError(f"{source}: strategy {settings.strategy.name!r} scores with a model: set [model] path "
+                          "to a file written by `depthd train`")
+    if model and not Path(model).is_file():
+        raise ConfigError(f"{source}: model.path: no such file (got {model!r})")
     return settings
 
 

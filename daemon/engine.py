@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -39,6 +40,9 @@ from daemon.instruments import Instrument
 from daemon.portfolio import Portfolio
 from daemon.risk import RiskGate, RiskView
 from strategies import Strategy
+
+if TYPE_CHECKING:
+    from daemon.model.live import ModelRuntime
 
 log = structlog.get_logger("depthd.engine")
 
@@ -89,6 +93,7 @@ class Engine:
         self._broker_on_trade: Callable[[Trade], None] | None = None
         # called with every sample of every symbol (after scoring): `depthd features`, tests
         self.sample_sinks: list[Callable[[FeatureSample], None]] = []
+        self.model: ModelRuntime | None = None  # scores the samples of traded symbols when configured
 
     # --- wiring ----------------------------------------------------------------------------------
 
@@ -156,8 +161,11 @@ class Engine:
         mark = self.portfolio.mark
         on_sample = self.strategy.on_sample if self.strategy is not None else None
         sinks = self.sample_sinks
+        model = self.model
         for symbol, sync, tick_size, traded in self._sampled:
             sample = sample_of(symbol, ts)
+            if model is not None and traded:
+                model.on_sample(sample)
             for sink in sinks:
                 sink(sample)
             if sync.state is _LIVE:

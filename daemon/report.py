@@ -59,6 +59,7 @@ def build_report(result: ReplayResult, top_levels: int = 5) -> dict[str, Any]:
     return {
         "depthd_version": __version__,
         "feature_schema_version": SCHEMA_VERSION,
+        "model": eng.model.stats() if eng.model is not None else None,
         "inputs": result.inputs,
         "venues": result.venues,
         "span_ns": {"first": stats.first_ts, "last": stats.last_ts},

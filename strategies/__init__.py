@@ -48,6 +48,8 @@ class Strategy(ABC):
     """Base class: react to feature samples (and fills) with target positions."""
 
     Params: ClassVar[type[StrategyParams]] = StrategyParams
+    # True when the strategy trades on `sample.score`: the config must then name a model.
+    needs_model: ClassVar[bool] = False
 
     def __init__(self, params: StrategyParams, ctx: StrategyContext) -> None:
         self.params = params

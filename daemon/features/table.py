@@ -38,6 +38,10 @@ class FeatureTable:
         """One feature's values (a view)."""
         return self.values[:, self.names.index(name)]
 
+    def complete_rows(self) -> np.ndarray:
+        """Mask of the rows where every feature has a value."""
+        return ~np.isnan(self.values).any(axis=1)
+
     def for_symbol(self, symbol: str) -> FeatureTable:
         """The rows of one symbol, in time order."""
         mask = self.symbol == symbol

@@ -48,6 +48,8 @@ class RiskGate:
         self._limits: dict[str, _Limits] = {}
         self.rejects: Counter[str] = Counter()
         self.passed = 0
+        # set by the model runtime: why the model cannot be trusted now (a failing score, drift), or None
+        self.model_problem: str | None = None
 
     def _limits_for(self, symbol: str) -> _Limits:
         lim = self._limits.get(symbol)
@@ -58,7 +60,7 @@ class RiskGate:
     def check(self, intent: OrderIntent, view: RiskView) -> RiskReject | None:
         """Run every check in order; the first failure is the reject."""
         lim = self._limits_for(intent.symbol)
-        for check in (self._book_live, self._order_size, self._position, self._notional):
+        for check in (self._book_live, self._model_healthy, self._order_size, self._position, self._notional):
             detail = check(intent, view, lim)
             if detail is not None:
                 reason, text = detail
@@ -81,6 +83,12 @@ class RiskGate:
     def _book_live(self, intent: OrderIntent, view: RiskView, lim: _Limits) -> tuple[str, str] | None:
         if not view.book_live:
             return "book_not_live", f"{intent.symbol}: the book is not LIVE"
+        return None
+
+    def _model_healthy(self, intent: OrderIntent, view: RiskView, lim: _Limits) -> tuple[str, str] | None:
+        problem = self.model_problem
+        if problem is not None and not self._only_reduces(self._worst_position(intent, view), view):
+            return "model_unhealthy", f"{intent.symbol}: {problem}"
         return None
 
     def _order_size(self, intent: OrderIntent, view: RiskView, lim: _Limits) -> tuple[str, str] | None:
