@@ -139,7 +139,8 @@ def run_kernels(messages: list[Message], symbol: str) -> tuple[float, Book, int 
     """The numba kernels called directly per message from Python: the Book wrapper's cost left out."""
     book = roomy_book(symbol)
     bid_px, bid_qty, ask_key, ask_qty = book.bid_px, book.bid_qty, book.ask_key, book.ask_qty
-    counters = np.zeros(2, np.int64)
+    counters = kernels.new_counters()
+    edits = np.zeros((kernels.EDIT_LOG_ROWS, 4), np.int64)
     apply_message, load_side = kernels.apply_message, kernels.load_side
     n_bid = n_ask = 0
     t0 = time.perf_counter()
@@ -148,7 +149,8 @@ def run_kernels(messages: list[Message], symbol: str) -> tuple[float, Book, int 
             n_bid = load_side(bid_px, bid_qty, bp, bq, 1)
             n_ask = load_side(ask_key, ask_qty, ap, aq, -1)
         else:
-            n_bid, n_ask = apply_message(bid_px, bid_qty, n_bid, ask_key, ask_qty, n_ask, bp, bq, ap, aq, counters)
+            n_bid, n_ask = apply_message(bid_px, bid_qty, n_bid, ask_key, ask_qty, n_ask, bp, bq, ap, aq, counters,
+                                           edits)
     elapsed = time.perf_counter() - t0
     if n_bid < 0:
         raise RuntimeError(f"bench_book: CAPACITY {CAPACITY} is too small for this dataset")
@@ -160,7 +162,8 @@ def run_kernels(messages: list[Message], symbol: str) -> tuple[float, Book, int 
 def _replay_all(bid_px: np.ndarray, bid_qty: np.ndarray, ask_key: np.ndarray, ask_qty: np.ndarray,
                 flat_px: np.ndarray, flat_qty: np.ndarray, bounds: np.ndarray) -> tuple:
     """Every message through the kernels in one compiled loop; returns (n_bid, n_ask, crossed)."""
-    counters = np.zeros(2, np.int64)
+    counters = kernels.new_counters()
+    edits = np.zeros((kernels.EDIT_LOG_ROWS, 4), np.int64)
     n_bid = n_ask = 0
     crossed = 0
     for i in range(bounds.shape[0]):
@@ -170,7 +173,7 @@ def _replay_all(bid_px: np.ndarray, bid_qty: np.ndarray, ask_key: np.ndarray, as
             n_ask = kernels.load_side(ask_key, ask_qty, flat_px[a0:a1], flat_qty[a0:a1], -1)
         else:
             n_bid, n_ask = kernels.apply_message(bid_px, bid_qty, n_bid, ask_key, ask_qty, n_ask, flat_px[b0:b1],
-                                                 flat_qty[b0:b1], flat_px[a0:a1], flat_qty[a0:a1], counters)
+                                                 flat_qty[b0:b1], flat_px[a0:a1], flat_qty[a0:a1], counters, edits)
             if n_bid < 0:
                 raise RuntimeError("bench_book: CAPACITY is too small for this dataset")
         if n_bid and n_ask and bid_px[n_bid - 1] >= -ask_key[n_ask - 1]:

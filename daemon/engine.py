@@ -168,11 +168,13 @@ class Engine:
                 model.on_sample(sample)
             for sink in sinks:
                 sink(sample)
+            if on_sample is None:
+                continue  # sampling features only: nothing to mark or trade
             if sync.state is _LIVE:
                 mid = sync.book.mid_ticks()
                 if mid is not None:
                     mark(symbol, tick_size * mid)
-            if on_sample is not None and traded:
+            if traded:
                 try:
                     target = on_sample(sample)
                 except Exception:
@@ -183,7 +185,8 @@ class Engine:
                 if target is not None:
                     self.pursue(target)
         self.counts["samples"] += len(self._sampled)
-        self.portfolio.record_equity(ts)
+        if on_sample is not None:
+            self.portfolio.record_equity(ts)
 
     def _strategy_failed(self, symbol: str, ts: int, hook: str) -> None:
         """Count a strategy exception; log it with its traceback once per run of failures."""

@@ -51,11 +51,11 @@ class ReplayResult:
 
 
 class Replay:
-    """One replay session over a list of input files."""
+    """One replay session over a list of input files (`trade=False`: sample features, send no orders)."""
 
     def __init__(self, settings: Settings, inputs: list[str], skip_bad: bool = False,
                  progress: Callable[[int], None] | None = None,
-                 sample_sink: Callable[[FeatureSample], None] | None = None) -> None:
+                 sample_sink: Callable[[FeatureSample], None] | None = None, trade: bool = True) -> None:
         self.settings = settings
         self.inputs = inputs
         self.skip_bad = skip_bad or settings.replay.skip_bad
@@ -67,6 +67,11 @@ class Replay:
         self.path = build_path(settings, self.clock, symbols)
         if sample_sink is not None:
             self.path.engine.sample_sinks.append(sample_sink)
+        if not trade:
+            # features only: the same book and feature calculator, no strategy, model or orders
+            # (in a replay the orders cannot change the market data, so the samples are the same)
+            self.path.engine.strategy = None
+            self.path.engine.model = None
         self._records = merge_by_receive_time(streams)
 
     def _open_inputs(self) -> tuple[list[Iterator[RawRecord]], list[str], dict[str, VenueAdapter]]:

@@ -12,13 +12,12 @@ from daemon.book import kernels
 
 _MIN_CAPACITY = 1024
 NO_PRICE = np.iinfo(np.int64).min
-CLEAN = np.iinfo(np.int64).max
 
 
 class Book:
     """Two sorted sides; bids keyed by price, asks by negated price, best level last on both."""
 
-    __slots__ = ("_counters", "ask_key", "ask_qty", "bid_px", "bid_qty", "n_ask", "n_bid", "symbol")
+    __slots__ = ("ask_key", "ask_qty", "bid_px", "bid_qty", "counters", "edits", "n_ask", "n_bid", "symbol")
 
     def __init__(self, symbol: str, capacity: int = _MIN_CAPACITY) -> None:
         self.symbol = symbol
@@ -29,11 +28,13 @@ class Book:
         self.ask_qty = np.zeros(cap, np.int64)
         self.n_bid = 0
         self.n_ask = 0
-        # [deletes of absent levels, level changes applied, lowest bid index changed, lowest ask index
-        # changed, n_bid, n_ask]: the two low-water marks tell a reader keeping per-level sums (the
-        # feature calculator's cumulative depth) which entries to redo; it resets them to CLEAN.
-        # The level counts are mirrored here so a kernel needs this one array, not two more args.
-        self._counters = np.zeros(6, np.int64)
+        # [deletes of absent levels, level changes applied, edit log rows, edit log overflowed, n_bid,
+        # n_ask] (kernels.ABSENT_DELETES ...). The edit log tells a reader keeping sums over parts of
+        # the book (the feature calculator's depth bands) what changed; the level counts are mirrored
+        # here so such a kernel needs this one array, not two more arguments.
+        self.counters = kernels.new_counters()
+        # rows of (side 0 bid / 1 ask, key, old size, new size) since a reader reset the log
+        self.edits = np.zeros((kernels.EDIT_LOG_ROWS, 4), np.int64)
 
     # --- updates ---------------------------------------------------------------------------------
 
@@ -43,21 +44,23 @@ class Book:
         self._reserve(len(bid_px), len(ask_px), replace=True)
         self.n_bid = kernels.load_side(self.bid_px, self.bid_qty, bid_px, bid_qty, 1)
         self.n_ask = kernels.load_side(self.ask_key, self.ask_qty, ask_px, ask_qty, -1)
-        self._counters[1] += len(bid_px) + len(ask_px)
-        self._counters[2:4] = 0
-        self._counters[4] = self.n_bid
-        self._counters[5] = self.n_ask
+        c = self.counters
+        c[kernels.LEVEL_CHANGES] += len(bid_px) + len(ask_px)
+        c[kernels.LOG_OVERFLOW] = 1  # a reader of the edit log must start over from the book
+        c[kernels.N_BID] = self.n_bid
+        c[kernels.N_ASK] = self.n_ask
 
     def apply_delta(self, bid_px: np.ndarray, bid_qty: np.ndarray, ask_px: np.ndarray,
                     ask_qty: np.ndarray) -> None:
         """Apply one message's level changes in order; size 0 deletes a level."""
         n_bid, n_ask = kernels.apply_message(self.bid_px, self.bid_qty, self.n_bid, self.ask_key, self.ask_qty,
-                                             self.n_ask, bid_px, bid_qty, ask_px, ask_qty, self._counters)
+                                             self.n_ask, bid_px, bid_qty, ask_px, ask_qty, self.counters,
+                                             self.edits)
         if n_bid < 0:  # no room: the kernel changed nothing
             self._reserve(len(bid_px), len(ask_px), replace=False)
             n_bid, n_ask = kernels.apply_message(self.bid_px, self.bid_qty, self.n_bid, self.ask_key,
                                                  self.ask_qty, self.n_ask, bid_px, bid_qty, ask_px, ask_qty,
-                                                 self._counters)
+                                                 self.counters, self.edits)
         self.n_bid = n_bid
         self.n_ask = n_ask
 
@@ -65,7 +68,9 @@ class Book:
         """Forget every level (the book is unknown until the next snapshot)."""
         self.n_bid = 0
         self.n_ask = 0
-        self._counters[2:] = 0
+        self.counters[kernels.LOG_OVERFLOW] = 1
+        self.counters[kernels.N_BID] = 0
+        self.counters[kernels.N_ASK] = 0
 
     def _reserve(self, n_bid_new: int, n_ask_new: int, replace: bool) -> None:
         need_bid = n_bid_new + (0 if replace else self.n_bid)
@@ -80,18 +85,12 @@ class Book:
     @property
     def absent_deletes(self) -> int:
         """Deletes that named a level the book did not have (normal past a snapshot's depth)."""
-        return int(self._counters[0])
-
-    @property
-    def changes(self) -> np.ndarray:
-        """The counters array: [absent deletes, level changes, lowest bid index changed, lowest ask index
-        changed, n_bid, n_ask]. The low-water marks are CLEAN when nothing changed since a reader reset them."""
-        return self._counters
+        return int(self.counters[0])
 
     @property
     def level_updates(self) -> int:
         """Level changes applied so far, snapshots included."""
-        return int(self._counters[1])
+        return int(self.counters[1])
 
     # --- reads -----------------------------------------------------------------------------------
 

@@ -111,21 +111,52 @@ def _order_by_key_desc(prices: np.ndarray, sign: int, order: np.ndarray) -> None
         order[:k] = np.argsort(-sign * prices, kind="mergesort")
 
 
+# counters slots
+ABSENT_DELETES, LEVEL_CHANGES, LOG_COUNT, LOG_OVERFLOW, N_BID, N_ASK = range(6)
+N_COUNTERS = 6
+EDIT_LOG_ROWS = 4096
+
+
+def new_counters() -> np.ndarray:
+    """A fresh counters array (the edit log starts overflowed: nothing has been read yet)."""
+    c = np.zeros(N_COUNTERS, np.int64)
+    c[LOG_OVERFLOW] = 1
+    return c
+
+
+@njit(cache=True, nogil=True)
+def _log_edit(counters: np.ndarray, edits: np.ndarray, side: int, key: int, old: int, new: int) -> None:
+    """Append (side 0 bid / 1 ask, key, old size, new size) to the edit log; past its end, flag overflow.
+
+    A reader that keeps sums over parts of the book (the feature calculator's depth bands) replays
+    the log and resets it; after an overflow (or a snapshot) it recomputes from the book instead.
+    """
+    m = counters[LOG_COUNT]
+    if m < edits.shape[0]:
+        edits[m, 0] = side
+        edits[m, 1] = key
+        edits[m, 2] = old
+        edits[m, 3] = new
+        counters[LOG_COUNT] = m + 1
+    else:
+        counters[LOG_OVERFLOW] = 1
+
+
 @njit(cache=True, nogil=True)
 def apply_side(px: np.ndarray, qty: np.ndarray, n: int, prices: np.ndarray, sizes: np.ndarray, sign: int,
-               counters: np.ndarray, scratch: np.ndarray) -> int:
+               counters: np.ndarray, scratch: np.ndarray, edits: np.ndarray) -> int:
     """Apply one message's (price, size) changes to one side in message order; size 0 deletes.
 
     Returns the new n. `counters[0]` is incremented by the deletes of absent levels, `counters[1]`
-    by the changes applied; `counters[2]` (bids) or `counters[3]` (asks) is lowered to the lowest
-    index whose level changed. The caller guarantees room for n + len(prices) entries, equal lengths,
+    by the changes applied; every level whose size changed is appended to the edit log (see
+    _log_edit). The caller guarantees room for n + len(prices) entries, equal lengths,
     and _SCRATCH_PER_CHANGE * len(prices) entries of `scratch`.
     """
     k = prices.shape[0]
     counters[1] += k
     if k == 0:
         return n
-    mark = 2 if sign == 1 else 3
+    side = 0 if sign == 1 else 1
     order = scratch[:k]
     _order_by_key_desc(prices, sign, order)
     # Net edits, by key descending: old index, new key, new size (0 = delete the level at the index).
@@ -135,7 +166,6 @@ def apply_side(px: np.ndarray, qty: np.ndarray, n: int, prices: np.ndarray, size
     ne = 0
     hi = n
     j = 0
-    low = n
     while j < k:
         key = sign * prices[order[j]]
         i = _find_from_top(px, hi, key)
@@ -153,8 +183,10 @@ def apply_side(px: np.ndarray, qty: np.ndarray, n: int, prices: np.ndarray, size
             else:
                 counters[0] += 1
             j += 1
-        if had or has:
-            low = i
+        old = qty[i] if had else 0
+        new = size if has else 0
+        if old != new:
+            _log_edit(counters, edits, side, key, old, new)
         if had and has:
             qty[i] = size
         elif had or has:
@@ -162,8 +194,6 @@ def apply_side(px: np.ndarray, qty: np.ndarray, n: int, prices: np.ndarray, size
             e_key[ne] = key
             e_qty[ne] = size if has else 0
             ne += 1
-    if low < counters[mark]:
-        counters[mark] = low  # entries below `low` kept their index, price and size
     if ne == 0:
         return n
     # Walk the edits upward (key ascending): the levels between two edits shift by the net count of
@@ -204,7 +234,7 @@ def _shift_run(px: np.ndarray, qty: np.ndarray, e_pos: np.ndarray, e_qty: np.nda
 @njit(cache=True, nogil=True)
 def apply_message(bid_px: np.ndarray, bid_qty: np.ndarray, n_bid: int, ask_key: np.ndarray,
                   ask_qty: np.ndarray, n_ask: int, bid_prices: np.ndarray, bid_sizes: np.ndarray,
-                  ask_prices: np.ndarray, ask_sizes: np.ndarray, counters: np.ndarray) -> tuple:
+                  ask_prices: np.ndarray, ask_sizes: np.ndarray, counters: np.ndarray, edits: np.ndarray) -> tuple:
     """Apply one delta message to both sides in one call; returns (n_bid, n_ask).
 
     Returns (-1, -1) and changes nothing when a side might not have room for the message's
@@ -217,10 +247,10 @@ def apply_message(bid_px: np.ndarray, bid_qty: np.ndarray, n_bid: int, ask_key: 
     if n_bid + kb > bid_px.shape[0] or n_ask + ka > ask_key.shape[0]:
         return -1, -1
     scratch = np.empty(_SCRATCH_PER_CHANGE * max(kb, ka), np.int64)
-    n_bid = apply_side(bid_px, bid_qty, n_bid, bid_prices, bid_sizes, 1, counters, scratch)
-    n_ask = apply_side(ask_key, ask_qty, n_ask, ask_prices, ask_sizes, -1, counters, scratch)
-    counters[4] = n_bid
-    counters[5] = n_ask
+    n_bid = apply_side(bid_px, bid_qty, n_bid, bid_prices, bid_sizes, 1, counters, scratch, edits)
+    n_ask = apply_side(ask_key, ask_qty, n_ask, ask_prices, ask_sizes, -1, counters, scratch, edits)
+    counters[N_BID] = n_bid
+    counters[N_ASK] = n_ask
     return n_bid, n_ask
 
 

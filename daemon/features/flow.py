@@ -15,7 +15,7 @@ import math
 import numpy as np
 from numba import njit
 
-from daemon.features import kernels
+from daemon.features import bands, kernels
 from daemon.features.schema import INDEX as _I
 from daemon.features.schema import NAMES
 
@@ -31,28 +31,32 @@ SPREAD_BPS, IMB_L1 = _I["spread_bps"], _I["imb_l1"]
 (FIRST_TS, LAST_TRADE_TS, PERIOD, PERIOD_START, PREV_BB, PREV_BQ, PREV_BA, PREV_AQ, LAST_BOOK_TS, PREV_MID2,
  MID_TS, VOL_TS, PERSIST_SIGN, PERSIST_SINCE,
  B_START, B_END, B_P0, B_P1, B_P2, B_OFI0, B_OFI1, B_OFI2, B_CNT0, B_CNT1, B_CNT2,
- T_START, T_END, T_P0, T_P1, T_P2, T_BUY0, T_BUY1, T_BUY2, T_SELL0, T_SELL1, T_SELL2) = range(36)
-N_INT = 36
+ T_START, T_END, T_P0, T_P1, T_P2, T_BUY0, T_BUY1, T_BUY2, T_SELL0, T_SELL1, T_SELL2, BANDS_VALID) = range(37)
+BAND_I = 37  # bands.INT_SLOTS slots of depth-band state from here
+N_INT = BAND_I + bands.INT_SLOTS
 # float state: the feature values (schema order), then parameters, then EWMA state
 N_VALUES = len(NAMES)
 TICK, LOT, COST_NOTIONAL, IMB_THRESHOLD, EWMA_E, SPREAD_PREV, VOL_V = range(N_VALUES, N_VALUES + 7)
-N_FLOAT = N_VALUES + 7
+BAND_F = N_VALUES + 7  # bands.FLOAT_SLOTS, then 14 scratch slots for the best-level sums
+TOP = BAND_F + bands.FLOAT_SLOTS
+N_FLOAT = TOP + 14
 # ring columns: book ts, ofi lots, 2 x mid ticks (-1 = none), counted as a book change; trade ts, buy, sell
 BT, BOFI, BMID, BCNT, TT, TBUY, TSELL = range(7)
-OK, NEED_ROOM, NEED_DEPTH = 0, 1, 2
-CLEAN = np.iinfo(np.int64).max
+OK, NEED_ROOM = 0, 1
+# Book counters slots (daemon.book.kernels): edit log rows, edit log overflowed, level counts
+LOG_COUNT, LOG_OVERFLOW, N_BID, N_ASK = 2, 3, 4, 5
 
 
 def new_state(tick: float, lot: float, cost_notional: float, imbalance_threshold: float,
-              capacity: int = 4096, depth: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Fresh (float state with NaN values, int state, rings, running depth sums) of one symbol."""
+              capacity: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fresh (float state with NaN values, int state, rings) of one symbol."""
     st = np.zeros(N_INT, np.int64)
     st[FIRST_TS] = -1
     st[LAST_TRADE_TS] = -1
     fs = np.zeros(N_FLOAT)
     fs[:N_VALUES] = np.nan
     fs[TICK], fs[LOT], fs[COST_NOTIONAL], fs[IMB_THRESHOLD] = tick, lot, cost_notional, imbalance_threshold
-    return fs, st, np.zeros((capacity, 7), np.int64), np.zeros((4, depth))
+    return fs, st, np.zeros((capacity, 7), np.int64)
 
 
 def grown(ring: np.ndarray) -> np.ndarray:
@@ -106,31 +110,39 @@ def _advance(now: int, st: np.ndarray, r: np.ndarray) -> None:
 
 @njit(cache=True, nogil=True)
 def update_book(bid_px: np.ndarray, bid_qty: np.ndarray, ask_key: np.ndarray, ask_qty: np.ndarray,
-                changes: np.ndarray, live: bool, ts: int, fs: np.ndarray, st: np.ndarray, r: np.ndarray,
-                cum: np.ndarray) -> int:
-    """A book change at ts: refresh the running depth sums, the book features and the flow state.
+                changes: np.ndarray, edits: np.ndarray, live: bool, ts: int, fs: np.ndarray, st: np.ndarray,
+                r: np.ndarray) -> int:
+    """A book change at ts: bring the depth bands, the book features and the flow state up to date.
 
-    `changes` is the Book's counters (level counts; its low-water marks are consumed here). One call
-    with few arguments: numba's dispatch costs ~60 ns an argument. Answers NEED_DEPTH when `cum` is
-    shorter than a side, NEED_ROOM when the ring is full; nothing changed then.
+    `changes`/`edits` are the Book's counters and edit log (consumed here). One call with few
+    arguments: numba's dispatch costs ~60 ns an argument. NEED_ROOM (nothing changed) when the
+    ring is full.
     """
-    nb = changes[4]
-    na = changes[5]
-    if nb > cum.shape[1] or na > cum.shape[1]:
-        return NEED_DEPTH
     if not _room(r, BT, BCNT + 1, st, B_START, B_END, B_P0):
         return NEED_ROOM
+    nb = changes[N_BID]
+    na = changes[N_ASK]
     values = fs[:N_VALUES]
-    kernels.refresh_cumulative(bid_px, bid_qty, nb, changes[2], cum[0], cum[1])
-    kernels.refresh_cumulative(ask_key, ask_qty, na, changes[3], cum[2], cum[3])
-    changes[2] = CLEAN
-    changes[3] = CLEAN
-    if live:
+    band_i = st[BAND_I:]
+    band_f = fs[BAND_F:TOP]
+    if live and nb > 0 and na > 0:
+        mid_t = (float(bid_px[nb - 1]) - float(ask_key[na - 1])) / 2.0
+        if st[BANDS_VALID] == 0 or changes[LOG_OVERFLOW] != 0:
+            bands.recompute(bid_px, bid_qty, nb, 0, mid_t, band_i, band_f)
+            bands.recompute(ask_key, ask_qty, na, 1, mid_t, band_i, band_f)
+            st[BANDS_VALID] = 1
+        else:
+            bands.replay_edits(edits, changes[LOG_COUNT], band_i, band_f)
+            bands.move(bid_px, bid_qty, nb, 0, mid_t, band_i, band_f)
+            bands.move(ask_key, ask_qty, na, 1, mid_t, band_i, band_f)
         kernels.book_features(bid_px, bid_qty, nb, ask_key, ask_qty, na, fs[TICK], fs[LOT], fs[COST_NOTIONAL],
-                              values, cum)
+                              values, band_i, band_f, fs[TOP:])
     else:
+        st[BANDS_VALID] = 0
         for i in range(kernels.N_BOOK_FEATURES):
             values[i] = math.nan
+    changes[LOG_COUNT] = 0
+    changes[LOG_OVERFLOW] = 0
     if st[FIRST_TS] < 0:
         st[FIRST_TS] = ts
     row = st[B_END]

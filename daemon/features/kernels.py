@@ -1,12 +1,10 @@
 """numba kernel that recomputes the book-state features from the book arrays after a change.
 
 It reads the Book's layout directly (bids keyed by price, asks by negated price, best level last)
-and writes the price, imbalance, depth and shape features in place. Each side keeps running sums
-of size and key x size from its worst level up, redone only from the lowest level the book
-changed (the Book's low-water mark), so any band or top-N sum is a binary search and a
-subtraction: a change near the touch of a book of thousands of levels costs tens of ns, not a
-scan. A value that cannot be computed (an empty side, a zero denominator) is NaN, never 0.
-Sizes are summed as integer lots (exact); notionals as float ticks x lots.
+and writes the price, imbalance, depth and shape features in place. Best-level sums walk at most
+20 levels; the depth bands (10/50/100 bps of mid) come from bands.py, which keeps them current
+from the book's edit log instead of rescanning thousands of levels. A value that cannot be
+computed (an empty side, a zero denominator) is NaN, never 0.
 """
 
 from __future__ import annotations
@@ -57,36 +55,39 @@ def _floor(x: float) -> int:
 
 
 @njit(cache=True, nogil=True)
-def refresh_cumulative(key: np.ndarray, qty: np.ndarray, n: int, low: int, cq: np.ndarray, cn: np.ndarray) -> None:
-    """Redo the running sums of one side from index `low` up: cq[j] = sum of qty[:j+1] (lots, exact
-    below 2**53), cn[j] = sum of key * qty over [:j+1] (left folds, so they equal a fresh computation
-    bit for bit whatever the history)."""
-    start = max(low, 0)
-    if start >= n:
-        return
-    q = cq[start - 1] if start > 0 else 0.0
-    v = cn[start - 1] if start > 0 else 0.0
-    for m in range(start, n):
+def _top(key: np.ndarray, qty: np.ndarray, n: int, sign: int, out: np.ndarray) -> None:
+    """Best-level sums of one side into out: size of the best 3/5/10/20, price x size of the best 5/10
+    (in ticks x lots), and the price of the 10th (or deepest) level."""
+    q = 0.0
+    v = 0.0
+    last = n - 1
+    for depth in range(1, 21):
+        m = n - depth
+        if m < 0:
+            break
         q += float(qty[m])
-        v += float(key[m]) * float(qty[m])
-        cq[m] = q
-        cn[m] = v
-
-
-@njit(cache=True, nogil=True)
-def _qsum(cq: np.ndarray, lo: int, hi: int) -> float:
-    """Size of the levels [lo, hi) from the running sums."""
-    if hi <= lo:
-        return 0.0
-    return cq[hi - 1] - (cq[lo - 1] if lo > 0 else 0.0)
-
-
-@njit(cache=True, nogil=True)
-def _nsum(cn: np.ndarray, lo: int, hi: int) -> float:
-    """Key x size of the levels [lo, hi) from the running sums."""
-    if hi <= lo:
-        return 0.0
-    return cn[hi - 1] - (cn[lo - 1] if lo > 0 else 0.0)
+        last = m
+        if depth <= 10:
+            v += float(key[m]) * float(qty[m])
+        if depth == 3:
+            out[0] = q
+        elif depth == 5:
+            out[1] = q
+            out[4] = sign * v
+        elif depth == 10:
+            out[2] = q
+            out[5] = sign * v
+    depth = n - last
+    if depth < 3:
+        out[0] = q
+    if depth < 5:
+        out[1] = q
+        out[4] = sign * v
+    if depth < 10:
+        out[2] = q
+        out[5] = sign * v
+    out[3] = q
+    out[6] = sign * float(key[max(n - 10, 0)])
 
 
 @njit(cache=True, nogil=True)
@@ -107,17 +108,21 @@ def _cost(key: np.ndarray, qty: np.ndarray, n: int, sign: int, notional_tl: floa
 
 @njit(cache=True, nogil=True)
 def book_features(bid_px: np.ndarray, bid_qty: np.ndarray, nb: int, ask_key: np.ndarray, ask_qty: np.ndarray,
-                  na: int, tick: float, lot: float, cost_notional: float, out: np.ndarray, cum: np.ndarray) -> None:
+                  na: int, tick: float, lot: float, cost_notional: float, out: np.ndarray, band_i: np.ndarray,
+                  band_f: np.ndarray, top: np.ndarray) -> None:
     """Write the book-state features (the first N_BOOK_FEATURES slots) into out.
 
-    cum rows are the running sums (see refresh_cumulative) of bid size, bid key x size, ask size and
-    ask key x size, already current.
+    band_i/band_f are the depth-band state of bands.py, already current for this book; `top` is
+    scratch for 14 floats.
     """
     if nb == 0 or na == 0:
         for i in range(N_BOOK_FEATURES):
             out[i] = math.nan
         return
-    bcq, bcn, acq, acn = cum[0], cum[1], cum[2], cum[3]
+    bt = top[:7]
+    at = top[7:14]
+    _top(bid_px, bid_qty, nb, 1, bt)
+    _top(ask_key, ask_qty, na, -1, at)
     bb = float(bid_px[nb - 1])
     ba = -float(ask_key[na - 1])
     bq = float(bid_qty[nb - 1])
@@ -127,47 +132,35 @@ def book_features(bid_px: np.ndarray, bid_qty: np.ndarray, nb: int, ask_key: np.
     out[MID] = mid_t * tick
     micro_t = (bb * aq + ba * bq) / (bq + aq)
     out[MICRO] = micro_t * tick
-    b5 = _qsum(bcq, max(nb - 5, 0), nb)
-    a5 = _qsum(acq, max(na - 5, 0), na)
-    vb = _nsum(bcn, max(nb - 5, 0), nb) / b5
-    va = -_nsum(acn, max(na - 5, 0), na) / a5
-    wmid_t = (vb * a5 + va * b5) / (b5 + a5)
+    b5 = bt[1]
+    a5 = at[1]
+    wmid_t = (bt[4] / b5 * a5 + at[4] / a5 * b5) / (b5 + a5)
     out[WMID5] = wmid_t * tick
     out[SPREAD_TICKS] = ba - bb
     out[SPREAD_BPS] = (ba - bb) / mid_t * 1e4
     out[MICRO_MID] = (micro_t - mid_t) / mid_t * 1e4
     out[WMID5_MID] = (wmid_t - mid_t) / mid_t * 1e4
     out[IMB_L1] = _imb(bq, aq)
-    out[IMB3] = _imb(_qsum(bcq, max(nb - 3, 0), nb), _qsum(acq, max(na - 3, 0), na))
+    out[IMB3] = _imb(bt[0], at[0])
     out[IMB5] = _imb(b5, a5)
-    b10 = _qsum(bcq, max(nb - 10, 0), nb)
-    a10 = _qsum(acq, max(na - 10, 0), na)
-    out[IMB10] = _imb(b10, a10)
-    out[IMB20] = _imb(_qsum(bcq, max(nb - 20, 0), nb), _qsum(acq, max(na - 20, 0), na))
-    out[DEPTH_IMB10] = _imb(_nsum(bcn, max(nb - 10, 0), nb), -_nsum(acn, max(na - 10, 0), na))
+    out[IMB10] = _imb(bt[2], at[2])
+    out[IMB20] = _imb(bt[3], at[3])
+    out[DEPTH_IMB10] = _imb(bt[5], at[5])
     for b in range(3):
-        f = (10.0, 50.0, 100.0)[b] / 10_000.0
-        # a bid is inside when price >= mid * (1 - f); an ask when price <= mid * (1 + f), i.e. key >= -that
-        kb = np.searchsorted(bid_px[:nb], _ceil(mid_t * (1.0 - f)))
-        ka = np.searchsorted(ask_key[:na], -_floor(mid_t * (1.0 + f)))
-        qb = _qsum(bcq, kb, nb)
-        qa = _qsum(acq, ka, na)
+        qb = float(band_i[4 * b + 2])
+        qa = float(band_i[4 * (3 + b) + 2])
         out[BQ10 + 2 * b] = qb * lot
         out[AQ10 + 2 * b] = qa * lot
-        out[BN10 + 2 * b] = _nsum(bcn, kb, nb) * tl
-        out[AN10 + 2 * b] = -_nsum(acn, ka, na) * tl
+        out[BN10 + 2 * b] = band_f[b] * tl
+        out[AN10 + 2 * b] = -band_f[3 + b] * tl
         out[IMB_B10 + b] = _imb(qb, qa)
-        if b == 0:
-            out[BL10] = nb - kb
-            out[AL10] = na - ka
-        elif b == 2:
-            out[BL100] = nb - kb
-            out[AL100] = na - ka
-            out[DEPTH_RATIO] = _ratio(qb, qa)
-    p10b = float(bid_px[max(nb - 10, 0)])
-    p10a = -float(ask_key[max(na - 10, 0)])
-    out[BID_SLOPE] = _ratio(b10 * lot, (bb - p10b) / mid_t * 1e4)
-    out[ASK_SLOPE] = _ratio(a10 * lot, (p10a - ba) / mid_t * 1e4)
+    out[BL10] = band_i[3]
+    out[AL10] = band_i[4 * 3 + 3]
+    out[BL100] = band_i[4 * 2 + 3]
+    out[AL100] = band_i[4 * 5 + 3]
+    out[DEPTH_RATIO] = _ratio(float(band_i[4 * 2 + 2]), float(band_i[4 * 5 + 2]))
+    out[BID_SLOPE] = _ratio(bt[2] * lot, (bb - bt[6]) / mid_t * 1e4)
+    out[ASK_SLOPE] = _ratio(at[2] * lot, (at[6] - ba) / mid_t * 1e4)
     notional_tl = cost_notional / tl
     out[COST_BUY] = (_cost(ask_key, ask_qty, na, -1, notional_tl) - mid_t) / mid_t * 1e4
     out[COST_SELL] = (mid_t - _cost(bid_px, bid_qty, nb, 1, notional_tl)) / mid_t * 1e4

@@ -131,10 +131,9 @@ class TableBuilder:
         self.rows = i + 1
 
     def _grow(self) -> None:
-        n = len(self._ts) * 2
-        self._values = np.resize(self._values, (n, len(self.names)))
-        self._ts = np.resize(self._ts, n)
-        self._live = np.resize(self._live, n)
+        self._values = _doubled(self._values)
+        self._ts = _doubled(self._ts)
+        self._live = _doubled(self._live)
 
     def table(self, meta: dict[str, str] | None = None) -> FeatureTable:
         """The rows collected so far, as a table (copies)."""
@@ -142,3 +141,10 @@ class TableBuilder:
         return FeatureTable(self.names, schema.SCHEMA_VERSION, self._ts[:n].copy(),
                             np.asarray(self._symbols, dtype=object), self._live[:n].copy(),
                             self._values[:n].copy(), dict(meta or {}))
+
+
+def _doubled(a: np.ndarray) -> np.ndarray:
+    """The array with twice the rows, the old rows copied (np.resize repeats data and is slow)."""
+    out = np.empty((2 * len(a), *a.shape[1:]), a.dtype)
+    out[: len(a)] = a
+    return out

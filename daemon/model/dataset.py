@@ -18,9 +18,14 @@ from daemon.replay import Replay
 
 def collect_features(settings: Settings, inputs: Sequence[str | Path], skip_bad: bool = False,
                      progress: Callable[[int], None] | None = None) -> tuple[FeatureTable, Replay]:
-    """Replay the inputs through the configured path and return every sample it took (and the replay)."""
+    """Replay the inputs through the configured path and return every sample it took (and the replay).
+
+    The strategy and model are left out: the samples depend on the market data alone, and a test
+    proves they equal what the strategy sees in a full replay.
+    """
     builder = TableBuilder()
-    replay = Replay(settings, [str(p) for p in inputs], skip_bad=skip_bad, progress=progress, sample_sink=builder)
+    replay = Replay(settings, [str(p) for p in inputs], skip_bad=skip_bad, progress=progress, sample_sink=builder,
+                    trade=False)
     replay.run()
     meta = {"depthd.version": __version__, "depthd.inputs": ",".join(Path(p).name for p in inputs),
             "depthd.sample_interval_ms": str(settings.features.sample_interval_ms)}

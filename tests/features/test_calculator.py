@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daemon.book import Book
-from daemon.features import NAMES, FeatureCalculator, FeatureSample, kernels, schema
+from daemon.features import NAMES, FeatureCalculator, FeatureSample, bands, kernels, schema
 from daemon.instruments import Instrument
 
 SYM = "SIM"
@@ -288,12 +288,13 @@ def test_schema_names_are_unique() -> None:
 def test_book_kernel_writes_exactly_the_book_block_of_the_schema() -> None:
     book = book_with([(99, 1), (98, 2)], [(101, 1), (102, 3)])
     out = np.full(len(schema.NAMES), -7.0)
-    cum = np.zeros((4, 8))
-    kernels.refresh_cumulative(book.bid_px, book.bid_qty, book.n_bid, 0, cum[0], cum[1])
-    kernels.refresh_cumulative(book.ask_key, book.ask_qty, book.n_ask, 0, cum[2], cum[3])
+    band_i = np.zeros(bands.INT_SLOTS, np.int64)
+    band_f = np.zeros(bands.FLOAT_SLOTS)
+    bands.recompute(book.bid_px, book.bid_qty, book.n_bid, 0, 100.0, band_i, band_f)
+    bands.recompute(book.ask_key, book.ask_qty, book.n_ask, 1, 100.0, band_i, band_f)
 
     kernels.book_features(book.bid_px, book.bid_qty, book.n_bid, book.ask_key, book.ask_qty, book.n_ask,
-                          0.01, 0.001, 0.001, out, cum)
+                          0.01, 0.001, 0.001, out, band_i, band_f, np.zeros(14))
 
     assert schema.NAMES[kernels.N_BOOK_FEATURES - 1] == "cost_sell_bps"
     assert (out[: kernels.N_BOOK_FEATURES] != -7.0).all()
