@@ -107,6 +107,13 @@ class Engine:
         self._sampler = self.clock.call_every(self._sample_interval_ns, self.on_sample_tick,
                                               quiet_after_ns=self._pause_after_ns)
 
+    def detach_trading(self) -> None:
+        """Sample features only: no strategy, model or broker matching (`depthd features`)."""
+        self.strategy = None
+        self.model = None
+        self._broker_on_book = None
+        self._broker_on_trade = None
+
     def add_symbol(self, symbol: str) -> BookSync:
         """Create the book and sync machine of a symbol (idempotent)."""
         sync = self.syncs.get(symbol)

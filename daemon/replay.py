@@ -70,8 +70,7 @@ class Replay:
         if not trade:
             # features only: the same book and feature calculator, no strategy, model or orders
             # (in a replay the orders cannot change the market data, so the samples are the same)
-            self.path.engine.strategy = None
-            self.path.engine.model = None
+            self.path.engine.detach_trading()
         self._records = merge_by_receive_time(streams)
 
     def _open_inputs(self) -> tuple[list[Iterator[RawRecord]], list[str], dict[str, VenueAdapter]]:

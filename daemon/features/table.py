@@ -65,7 +65,7 @@ class FeatureTable:
         if suffix == ".parquet":
             import pyarrow.parquet as pq
 
-            pq.write_table(table, tmp, compression="zstd")
+            pq.write_table(table, tmp, compression="zstd", compression_level=1)
         elif suffix == ".csv":
             import pyarrow.csv as pacsv
 
@@ -108,43 +108,31 @@ class FeatureTable:
 
 
 class TableBuilder:
-    """Collects FeatureSamples (as the engine's sample sink) into a FeatureTable, in growing blocks."""
+    """Collects FeatureSamples (as the engine's sample sink) into a FeatureTable.
 
-    def __init__(self, names: tuple[str, ...] = schema.NAMES, block_rows: int = 65_536) -> None:
+    A sample is already a private copy, so collecting is a list append (`add`, the cheapest sink);
+    the columns are built once, by `table`.
+    """
+
+    def __init__(self, names: tuple[str, ...] = schema.NAMES) -> None:
         self.names = names
-        self._block = block_rows
-        self._values = np.empty((block_rows, len(names)))
-        self._ts = np.empty(block_rows, np.int64)
-        self._live = np.empty(block_rows, bool)
-        self._symbols: list[str] = []
-        self.rows = 0
+        self._samples: list[FeatureSample] = []
+        self.add = self._samples.append
 
     def __call__(self, sample: FeatureSample) -> None:
         """Append one sample."""
-        i = self.rows
-        if i == len(self._ts):
-            self._grow()
-        self._values[i] = sample.values
-        self._ts[i] = sample.ts
-        self._live[i] = sample.live
-        self._symbols.append(sample.symbol)
-        self.rows = i + 1
+        self._samples.append(sample)
 
-    def _grow(self) -> None:
-        self._values = _doubled(self._values)
-        self._ts = _doubled(self._ts)
-        self._live = _doubled(self._live)
+    @property
+    def rows(self) -> int:
+        """Samples collected so far."""
+        return len(self._samples)
 
     def table(self, meta: dict[str, str] | None = None) -> FeatureTable:
-        """The rows collected so far, as a table (copies)."""
-        n = self.rows
-        return FeatureTable(self.names, schema.SCHEMA_VERSION, self._ts[:n].copy(),
-                            np.asarray(self._symbols, dtype=object), self._live[:n].copy(),
-                            self._values[:n].copy(), dict(meta or {}))
-
-
-def _doubled(a: np.ndarray) -> np.ndarray:
-    """The array with twice the rows, the old rows copied (np.resize repeats data and is slow)."""
-    out = np.empty((2 * len(a), *a.shape[1:]), a.dtype)
-    out[: len(a)] = a
-    return out
+        """The rows collected so far, as a table."""
+        samples = self._samples
+        n = len(samples)
+        values = np.stack([smp.values for smp in samples]) if n else np.empty((0, len(self.names)))
+        return FeatureTable(self.names, schema.SCHEMA_VERSION, np.fromiter((s.ts for s in samples), np.int64, n),
+                            np.array([s.symbol for s in samples], dtype=object),
+                            np.fromiter((s.live for s in samples), bool, n), values, dict(meta or {}))

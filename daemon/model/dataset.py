@@ -24,7 +24,7 @@ def collect_features(settings: Settings, inputs: Sequence[str | Path], skip_bad:
     proves they equal what the strategy sees in a full replay.
     """
     builder = TableBuilder()
-    replay = Replay(settings, [str(p) for p in inputs], skip_bad=skip_bad, progress=progress, sample_sink=builder,
+    replay = Replay(settings, [str(p) for p in inputs], skip_bad=skip_bad, progress=progress, sample_sink=builder.add,
                     trade=False)
     replay.run()
     meta = {"depthd.version": __version__, "depthd.inputs": ",".join(Path(p).name for p in inputs),
