@@ -27,6 +27,8 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/bench_book.py
 	$(BIN)/python bench/bench_replay.py
+	$(BIN)/python bench/bench_features.py
+	$(BIN)/python bench/bench_score.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

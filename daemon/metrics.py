@@ -65,3 +65,22 @@ class PathCollector(Collector):
         for kind, v in sorted(self.path.portfolio.pnl().items()):
             pnl.add_metric([kind], v)
         yield pnl
+        yield from self._model_metrics()
+
+    def _model_metrics(self) -> Iterator[Metric]:
+        """Scores, score errors and per-feature drift (PSI) of the configured model, if any."""
+        model = self.path.engine.model
+        if model is None:
+            return
+        yield CounterMetricFamily("depthd_model_scores", "Samples scored by the model", value=model.scored)
+        yield CounterMetricFamily("depthd_model_score_errors", "Failed or non-finite model scores",
+                                  value=model.score_errors)
+        yield GaugeMetricFamily("depthd_model_healthy", "1 while the model scores and no feature drifts past "
+                                "the limit", value=0 if self.path.risk.model_problem else 1)
+        psi = GaugeMetricFamily("depthd_feature_psi", "Population stability index of a model feature against "
+                                "its training histogram (rolling window)", labels=["symbol", "feature"])
+        for symbol, mon in sorted(model.monitors.items()):
+            for feature, value in mon.psi().items():
+                if value == value:  # NaN until the window holds enough samples
+                    psi.add_metric([symbol, feature], value)
+        yield psi

@@ -139,3 +139,20 @@ def test_a_model_trained_on_another_schema_is_refused_at_startup(tmp_path: Path)
 
     with pytest.raises(ModelError, match="schema version"):
         run(config(model))
+
+
+def test_model_scores_errors_and_drift_are_exported_as_metrics(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from daemon.metrics import PathCollector
+
+    hist = {"imb_l1": Histogram((-0.5, 0.0), (0.98, 0.01, 0.01, 0.0))}
+    path, _ = run(config(ratio(tmp_path, histograms=hist)), until_ms=3000)
+    registry = CollectorRegistry()
+    registry.register(PathCollector(path))
+
+    text = generate_latest(registry).decode()
+
+    assert f"depthd_model_scores_total {float(path.engine.model.scored)}" in text
+    assert "depthd_model_score_errors_total 0.0" in text
+    assert 'depthd_feature_psi{feature="imb_l1",symbol="X"}' in text
