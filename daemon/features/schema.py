@@ -11,11 +11,16 @@ Conventions every description relies on:
   is not LIVE or a side is empty, and so is any ratio whose denominator is 0.
 - "best N levels" sums the N best levels of a side (fewer if the side has fewer).
 - A band of X bps holds the bid levels priced >= mid * (1 - X/1e4) and the ask levels priced
-  <= mid * (1 + X/1e4) (computed in ticks as `mid_ticks * (1.0 - X / 10_000.0)`).
+  <= mid * (1 + X/1e4), computed in ticks in float64 as `mid_ticks * (1.0 - X / 10_000.0)`; that
+  rounding makes a level exactly on the edge count on the bid side and not on the ask side.
 - Windows of W seconds are (now - W, now] of receive time. A windowed feature is NaN until the
-  calculator has watched the symbol for W (now - first event of the symbol >= W).
-- A "book change" is a snapshot or delta processed while the book is (or becomes) LIVE. Flow and
-  EWMA state that compares one book with the previous one restarts when the book leaves LIVE.
+  calculator has watched the symbol for W: now - (first event it was given for the symbol) >= W;
+  book events dropped before the first snapshot are not given to it.
+- A "book change" is a snapshot or delta processed while the book is (or becomes) LIVE. The state
+  that compares one book with the previous one (OFI, EWMAs, persistence, the time since the mid
+  changed) belongs to a LIVE two-sided period: it restarts when the book leaves LIVE or loses a
+  side, and those features are NaN meanwhile. The flow windows (ofi_*, book_rate_10s and the trade
+  features) keep counting what they saw, under the window rules only.
 """
 
 from __future__ import annotations
