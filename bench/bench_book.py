@@ -161,8 +161,10 @@ def run_kernels(messages: list[Message], symbol: str) -> tuple[float, Book, int 
 @njit(cache=True)
 def _replay_all(bid_px: np.ndarray, bid_qty: np.ndarray, ask_key: np.ndarray, ask_qty: np.ndarray,
                 flat_px: np.ndarray, flat_qty: np.ndarray, bounds: np.ndarray) -> tuple:
-    """Every message through the kernels in one compiled loop; returns (n_bid, n_ask, crossed)."""
-    counters = kernels.new_counters()
+    """Every message through the kernels in one compiled loop; returns (n_bid, n_ask, crossed).
+
+    Nobody reads the edit log here: it fills once and then only flags its overflow."""
+    counters = np.zeros(kernels.N_COUNTERS, np.int64)
     edits = np.zeros((kernels.EDIT_LOG_ROWS, 4), np.int64)
     n_bid = n_ask = 0
     crossed = 0
