@@ -102,3 +102,22 @@ def test_label_parses_kind_horizon_and_task() -> None:
 def test_bad_label_lists_the_accepted_forms(text: str) -> None:
     with pytest.raises(ConfigError, match=r"mid_ret_bps@<H>.*mid_up@<H>"):
         parse_label(text)
+
+
+def test_a_label_sees_only_its_own_row_and_the_row_one_horizon_later() -> None:
+    # no look-ahead in the other direction either: shifting the input after T changes exactly the
+    # labels whose horizon reaches T, and shifting it before a row never changes that row's label
+    rng = np.random.default_rng(3)
+    rows = [(i * 100, "A", 100.0 + float(x)) for i, x in enumerate(np.cumsum(rng.normal(0, 0.05, 300)))]
+    base = label_values(table(rows), parse_label("mid_ret_bps@1s"))[0]
+    cut = 150  # row index of T
+    later = [(ts, s, m * 1.01 if i >= cut else m) for i, (ts, s, m) in enumerate(rows)]
+    earlier = [(ts, s, m * 0.99 if i < cut else m) for i, (ts, s, m) in enumerate(rows)]
+
+    shifted_later = label_values(table(later), parse_label("mid_ret_bps@1s"))[0]
+    shifted_earlier = label_values(table(earlier), parse_label("mid_ret_bps@1s"))[0]
+
+    horizon_rows = 10
+    np.testing.assert_array_equal(shifted_later[: cut - horizon_rows], base[: cut - horizon_rows])
+    assert not np.allclose(shifted_later[cut - horizon_rows: cut], base[cut - horizon_rows: cut])
+    np.testing.assert_array_equal(shifted_earlier[cut:], base[cut:])
