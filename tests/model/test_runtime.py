@@ -156,3 +156,20 @@ def test_model_scores_errors_and_drift_are_exported_as_metrics(tmp_path: Path) -
     assert f"depthd_model_scores_total {float(path.engine.model.scored)}" in text
     assert "depthd_model_score_errors_total 0.0" in text
     assert 'depthd_feature_psi{feature="imb_l1",symbol="X"}' in text
+
+
+def test_replay_with_a_mismatched_model_exits_3_naming_the_differences(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from daemon.cli import EXIT_CONFIG, main
+
+    repo = Path(__file__).resolve().parents[2]
+    model = ratio(tmp_path, ("imb_l1", "imb_7"))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text((repo / "config.onnx.toml").read_text().replace('"strategies/models/sample.onnx"',
+                                                                   f'"{model}"'))
+
+    code = main(["replay", str(repo / "replay_data" / "sample.rec.zst"), "--config", str(cfg), "--quiet"])
+
+    assert code == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "model error" in err and "does not match the feature calculator" in err and "imb_7" in err
