@@ -1,8 +1,8 @@
 """Reference histograms of the training features, stored in the model for drift checks.
 
 Format (see daemon.model.metadata.Histogram): per feature, `edges` are the sorted, distinct interior
-cut points (at most B-1 = 9, at quantiles of the finite training values; a constant feature gets a
-single edge, a feature with no finite value none). Value v falls in bin
+cut points (at most B-1 = 9, at quantiles of the finite training values, near-equal ones merged; a
+constant feature gets a single edge, a feature with no finite value none). Value v falls in bin
 `searchsorted(edges, v, side="right")` (0..len(edges)), NaN in the last bin len(edges)+1, so there
 are len(edges)+2 fractions. +/-inf count as values (first / last value bin).
 """
@@ -16,14 +16,28 @@ import numpy as np
 from daemon.model.metadata import Histogram
 
 BINS = 10
+# Edges closer than this fraction of the 1%-99% range are merged: a feature that sits in a tight
+# cluster (spread_bps of a one-tick spread moves with the price level by a few 1e-3 bps) would
+# otherwise get deciles splitting the cluster by price level, and any price move would read as drift.
+MIN_GAP = 0.01
 
 
 def quantile_edges(values: np.ndarray, bins: int = BINS) -> np.ndarray:
-    """Interior edges at the 1/B..(B-1)/B quantiles of the finite values, deduplicated (float64)."""
-    finite = values[np.isfinite(values)]
+    """Interior edges at the 1/B..(B-1)/B quantiles of the finite values, deduplicated and with edges
+    closer than MIN_GAP of the 1%-99% range merged (float64)."""
+    finite = values[np.isfinite(values)].astype(np.float64)
     if len(finite) == 0:
         return np.empty(0)
-    return np.unique(np.quantile(finite.astype(np.float64), np.arange(1, bins) / bins))
+    edges = np.unique(np.quantile(finite, np.arange(1, bins) / bins))
+    lo, hi = np.quantile(finite, [0.01, 0.99])
+    gap = MIN_GAP * (hi - lo)
+    if gap <= 0 or len(edges) < 2:
+        return edges
+    kept = [edges[0]]
+    for e in edges[1:]:
+        if e - kept[-1] >= gap:
+            kept.append(e)
+    return np.array(kept)
 
 
 def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -241,3 +241,17 @@ def test_onnx_bytes_do_not_depend_on_the_interpreter_hash_seed() -> None:
 
     assert all(run.returncode == 0 for run in runs)
     assert len(outputs[0]) > 1000 and outputs[0] == outputs[1]
+
+
+def test_a_tight_cluster_gets_one_bin_not_deciles_split_by_noise() -> None:
+    from daemon.model.histograms import histogram
+
+    rng = np.random.default_rng(5)
+    # 90% of values a hair apart around 1.0 (a one-tick spread in bps at slowly moving prices), 10% spread out
+    values = np.r_[1.0 + rng.uniform(0, 0.003, 9000), rng.uniform(1.5, 5.0, 1000)]
+
+    h = histogram(values)
+
+    inside = [e for e in h.edges if 1.0 <= e <= 1.003]
+    assert len(inside) <= 1
+    assert sum(1 for e in h.edges if e > 1.5) >= 1
