@@ -254,4 +254,4 @@ def test_a_tight_cluster_gets_one_bin_not_deciles_split_by_noise() -> None:
 
     inside = [e for e in h.edges if 1.0 <= e <= 1.003]
     assert len(inside) <= 1
-    assert sum(1 for e in h.edges if e > 1.5) >= 1
+    assert any(1.003 < e <= 1.5 for e in h.edges)  # the tail still has a bin of its own
