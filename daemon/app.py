@@ -16,6 +16,8 @@ from daemon.features.calculator import FeatureParams
 from daemon.instruments import Instrument
 from daemon.portfolio import Portfolio
 from daemon.risk import RiskGate
+from daemon.risk.monitor import RiskMonitor
+from daemon.risk.state import HaltStore, TradingStateMachine
 from strategies import StrategyContext, build_strategy
 
 
@@ -29,6 +31,8 @@ class TradingPath:
     risk: RiskGate
     features: FeatureCalculator
     instruments: dict[str, Instrument]
+    state: TradingStateMachine
+    monitor: RiskMonitor
 
 
 def instrument_lookup(settings: Settings, cache: dict[str, Instrument]) -> Callable[[str], Instrument]:
@@ -52,7 +56,7 @@ def build_path(settings: Settings, clock: Clock, symbols: Iterable[str]) -> Trad
     fset = settings.features
     features = FeatureCalculator(instruments, FeatureParams(fset.cost_notional, fset.imbalance_threshold))
     portfolio = Portfolio(instruments)
-    risk = RiskGate(settings.risk, instrument)
+    risk = RiskGate(settings.risk, instrument, clock)
     policy = ExecutionPolicy(OrderType(settings.execution.order_type), settings.execution.client_id_prefix)
     engine = Engine(clock, instrument, features, risk, portfolio, policy,
                     sample_interval_ns=settings.features.sample_interval_ms * 1_000_000,
@@ -72,4 +76,12 @@ def build_path(settings: Settings, clock: Clock, symbols: Iterable[str]) -> Trad
     ctx = StrategyContext(clock, instruments, portfolio.position)
     strategy = build_strategy(settings.strategy.name, settings.strategy.params, ctx)
     engine.attach(strategy, broker)
-    return TradingPath(engine, broker, portfolio, risk, features, instruments)
+    store = HaltStore(settings.risk.halt_file) if settings.risk.halt_file else None
+    machine = TradingStateMachine(clock, store)
+    machine.set_listener(engine.halt.on_transition)
+    risk.state = machine.state
+    engine.risk_eval_ns = settings.risk.evaluate_ms * 1_000_000
+    engine.monitor = RiskMonitor(settings.risk, clock, machine, risk, portfolio, instrument,
+                                 lambda: {s: sync.live for s, sync in engine.syncs.items()},
+                                 lambda: getattr(broker, "connected", True))
+    return TradingPath(engine, broker, portfolio, risk, features, instruments, machine, engine.monitor)

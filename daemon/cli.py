@@ -1,6 +1,7 @@
 """The depthd command line: `depthd replay`, `features`, `train`, `check-config`.
 
-Exit codes: 0 success, 2 bad input (a replay file), 3 bad configuration, 1 anything unexpected.
+Exit codes: 0 success, 2 bad input (a replay file), 3 bad configuration (or model), 4 the control
+endpoint (no daemon, token refused), 1 anything unexpected.
 """
 
 from __future__ import annotations
@@ -8,17 +9,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from daemon import __version__
-from daemon.errors import ConfigError, InputError, ModelError
+from daemon.errors import ConfigError, ControlError, InputError, ModelError
 
 if TYPE_CHECKING:
     from daemon.replay import Replay, ReplayResult
 
-EXIT_OK, EXIT_UNEXPECTED, EXIT_INPUT, EXIT_CONFIG = 0, 1, 2, 3
+EXIT_OK, EXIT_UNEXPECTED, EXIT_INPUT, EXIT_CONFIG, EXIT_CONTROL = 0, 1, 2, 3, 4
 DEFAULT_CONFIG = "config.toml"
 
 
@@ -54,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     from daemon.model.train import add_arguments as add_train_arguments
 
     add_train_arguments(sub.add_parser("train", help="train a model on replayed features and export it to ONNX"))
+
+    from daemon.control_client import add_kill_arguments, add_resume_arguments, add_status_arguments
+
+    add_kill_arguments(sub.add_parser("kill", help="halt the running daemon: cancel its orders (and flatten)"))
+    add_resume_arguments(sub.add_parser("resume", help="let a halted daemon trade again"))
+    add_status_arguments(sub.add_parser("status", help="the running daemon's trading state, positions, PnL"))
 
     cc = sub.add_parser("check-config", help="validate a config file")
     cc.add_argument("--config", default=DEFAULT_CONFIG, help="config file (default: %(default)s)")
@@ -140,9 +147,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _control(name: str) -> Callable[[argparse.Namespace], int]:
+    """`depthd kill/resume/status`: the control client's command of that name."""
+
+    def run(args: argparse.Namespace) -> int:
+        from daemon import control_client
+
+        return getattr(control_client, name)(args)
+
+    return run
+
+
 def _run(replay: Replay, speed: float) -> ReplayResult:
-    """Fast replays run straight through; paced ones run on the event loop (uvloop if present)."""
-    if speed == 0:
+    """Fast replays run straight through; paced ones, and any with the control endpoint on, run on the
+    event loop (uvloop if present)."""
+    if speed == 0 and not replay.settings.control.enabled:
         return replay.run()
     try:
         import uvloop
@@ -155,7 +174,8 @@ def _run(replay: Replay, speed: float) -> ReplayResult:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `depthd` console script and `python -m daemon`; returns the exit code."""
     args = build_parser().parse_args(argv)
-    handler = {"replay": cmd_replay, "features": cmd_features, "train": cmd_train,
+    handler = {"replay": cmd_replay, "features": cmd_features, "train": cmd_train, "kill": _control("cmd_kill"),
+               "resume": _control("cmd_resume"), "status": _control("cmd_status"),
                "check-config": cmd_check_config}[args.command]
     try:
         return handler(args)
@@ -168,6 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelError as exc:
         print(f"depthd: model error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except ControlError as exc:
+        print(f"depthd: control error: {exc}", file=sys.stderr)
+        return EXIT_CONTROL
     except KeyboardInterrupt:
         print("depthd: interrupted", file=sys.stderr)
         return 130

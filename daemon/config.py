@@ -59,33 +59,122 @@ class ExecutionSettings(_Section):
     client_id_prefix: str = Field("dd", min_length=1, max_length=16, pattern=r"^[A-Za-z0-9]+$")
 
 
+_LIMIT_FIELDS = ("max_position", "max_notional", "max_order_qty", "max_order_notional", "max_open_orders",
+                 "max_orders_per_second", "max_orders_per_minute", "price_band_bps", "min_order_qty", "feed_stale_ms")
+
+
 class RiskLimits(_Section):
-    max_position: float = Field(gt=0, description="absolute position, decimal quantity")
-    max_order_qty: float = Field(gt=0)
-    max_notional: float = Field(gt=0, description="absolute position notional after the order, quote ccy")
+    """One symbol's pre-trade limits (`[risk.symbols.SYM]`); a key left out takes `[risk]`'s value."""
+
+    max_position: float | None = Field(None, gt=0, description="worst-case |position| (decimal quantity)")
+    max_notional: float | None = Field(None, gt=0, description="worst-case |position| x price (quote)")
+    max_order_qty: float | None = Field(None, gt=0)
+    max_order_notional: float | None = Field(None, gt=0, description="one order's qty x price (quote)")
+    max_open_orders: int | None = Field(None, ge=1, le=10_000)
+    max_orders_per_second: float | None = Field(None, gt=0, description="at most this many orders in any 1 s "
+                                                "(sliding window; fractions round down, at least 1)")
+    max_orders_per_minute: float | None = Field(None, gt=0, description="at most this many orders in any 60 s "
+                                                "(sliding window; fractions round down, at least 1)")
+    price_band_bps: float | None = Field(None, gt=0, le=10_000, description="limit price at most this far "
+                                         "from mid; market orders only into this much depth")
+    min_order_qty: float | None = Field(None, ge=0)
+    feed_stale_ms: int | None = Field(None, ge=1, le=86_400_000, description="no new orders once the "
+                                      "symbol's feed has been silent this long")
+
+
+class TriggerSettings(_Section):
+    """One automatic trigger: the threshold that fires it and the state it leads to. Hysteresis: once
+    fired it stays until its condition has been clear for `clear_after_ms`."""
+
+    enabled: bool = True
+    threshold: float | None = Field(None, ge=0, description="unset = the trigger is off")
+    state: Literal["REDUCING", "HALTED"] = "REDUCING"
+    clear_after_ms: int = Field(10_000, ge=0, le=86_400_000)
+
+
+class DailyLossTrigger(TriggerSettings):
+    state: Literal["REDUCING", "HALTED"] = "HALTED"
+    reset_time: str = Field("00:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM the day starts")
+    reset_zone: str = Field("UTC", description="IANA time zone of reset_time")
+
+    @model_validator(mode="after")
+    def _zone(self) -> DailyLossTrigger:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.reset_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.reset_zone!r}") from None
+        return self
+
+
+class RejectRateTrigger(TriggerSettings):
+    threshold: float | None = Field(0.5, ge=0, le=1, description="rejected / sent over the window")
+    window_ms: int = Field(60_000, ge=1_000, le=86_400_000)
+    min_orders: int = Field(10, ge=1, description="no verdict on fewer orders than this in the window")
+
+
+def _trigger(threshold: float | None, state: str = "REDUCING") -> Any:
+    return Field(default_factory=lambda: TriggerSettings(threshold=threshold, state=state))
+
+
+class TriggersSettings(_Section):
+    daily_loss: DailyLossTrigger = Field(default_factory=DailyLossTrigger)
+    drawdown: TriggerSettings = _trigger(None, "HALTED")
+    fill_breach: TriggerSettings = _trigger(0.0, "HALTED")
+    reject_rate: RejectRateTrigger = Field(default_factory=RejectRateTrigger)
+    broker_errors: TriggerSettings = _trigger(5, "HALTED")
+    feed_stale_ms: TriggerSettings = _trigger(5_000)
+    book_invalid_ms: TriggerSettings = _trigger(5_000)
+    model: TriggerSettings = _trigger(0.0)
+    clock_skew_ms: TriggerSettings = _trigger(None)
+    broker_disconnected: TriggerSettings = _trigger(0.0, "HALTED")
 
 
 class RiskSettings(_Section):
     max_position: float = Field(1.0, gt=0)
-    max_order_qty: float = Field(1.0, gt=0)
     max_notional: float = Field(1_000_000.0, gt=0)
+    max_order_qty: float = Field(1.0, gt=0)
+    max_order_notional: float = Field(1_000_000.0, gt=0)
+    max_open_orders: int = Field(10, ge=1, le=10_000)
+    max_orders_per_second: float = Field(5.0, gt=0)
+    max_orders_per_minute: float = Field(120.0, gt=0)
+    price_band_bps: float = Field(100.0, gt=0, le=10_000)
+    min_order_qty: float = Field(0.0, ge=0)
+    feed_stale_ms: int = Field(5_000, ge=1, le=86_400_000)
     symbols: dict[str, RiskLimits] = Field(default_factory=dict)
     max_feature_psi: float | None = Field(None, gt=0, description="refuse new exposure while a model feature's "
                                           "PSI against its training histogram exceeds this; unset = report only")
+    flatten_on_halt: bool = Field(False, description="an automatic halt also flattens, within the price band")
+    evaluate_ms: int = Field(500, ge=10, le=60_000, description="the triggers are judged this often (and "
+                             "right after every fill and broker error)")
+    halt_file: str = Field("", description="where a halt is persisted so it survives a restart; "
+                                           "required in paper and live mode")
+    triggers: TriggersSettings = Field(default_factory=TriggersSettings)
 
     def limits_for(self, symbol: str) -> RiskLimits:
-        """The limits of one symbol: its own table if it has one, else the defaults."""
+        """The limits of one symbol, every field set: its own table's keys over the defaults."""
         own = self.symbols.get(symbol)
+        merged = {f: getattr(self, f) for f in _LIMIT_FIELDS}
         if own is not None:
-            return own
-        return RiskLimits(max_position=self.max_position, max_order_qty=self.max_order_qty,
-                          max_notional=self.max_notional)
+            merged.update({f: v for f in _LIMIT_FIELDS if (v := getattr(own, f)) is not None})
+        return RiskLimits(**merged)
 
 
 class ModelSettings(_Section):
     path: str = Field("", description="ONNX model written by `depthd train`; empty = no model")
     drift_window: int = Field(3000, ge=10, le=10_000_000, description="samples per symbol in the PSI window")
     drift_min_samples: int = Field(300, ge=1, le=10_000_000, description="no PSI before this many samples")
+
+
+class ControlSettings(_Section):
+    """The HTTP control endpoint (`depthd kill` / `resume` / `status` talk to it)."""
+
+    enabled: bool = Field(False, description="serve the control endpoint (a paced replay, paper and live)")
+    host: str = Field("127.0.0.1", min_length=1, description="address to bind; keep it on loopback")
+    port: int = Field(8787, ge=0, le=65_535)
+    token_env: str = Field("DEPTHD_CONTROL_TOKEN", min_length=1, description="environment variable with the token")
+    token_file: str = Field("", description="file with the token (mode 600), used when the variable is unset")
 
 
 class PaperSettings(_Section):
@@ -109,13 +198,18 @@ class Settings(_Section):
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
     paper: PaperSettings = Field(default_factory=PaperSettings)
+    control: ControlSettings = Field(default_factory=ControlSettings)
     report: ReportSettings = Field(default_factory=ReportSettings)
 
     @model_validator(mode="after")
     def _limits_within_defaults(self) -> Settings:
-        for sym, lim in self.risk.symbols.items():
+        for sym in self.risk.symbols:
+            lim = self.risk.limits_for(sym)
             if lim.max_order_qty > lim.max_position:
                 raise ValueError(f"risk.symbols.{sym}: max_order_qty exceeds max_position")
+        if self.daemon.mode in ("paper", "live") and not self.risk.halt_file:
+            raise ValueError(f"risk.halt_file: required in {self.daemon.mode} mode, so that a halt survives a "
+                             "restart")
         if self.risk.max_order_qty > self.risk.max_position:
             raise ValueError("risk: max_order_qty exceeds max_position")
         return self

@@ -9,6 +9,7 @@ event's receive time before handing the event over) and the source.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from daemon.events import (
     Fill,
     MarketEvent,
     Order,
+    OrderAccepted,
     OrderCanceled,
     OrderIntent,
     OrderRejected,
@@ -39,14 +41,17 @@ from daemon.features import FeatureCalculator, FeatureSample
 from daemon.instruments import Instrument
 from daemon.portfolio import Portfolio
 from daemon.risk import RiskGate, RiskView
+from daemon.risk.halt import HaltActions
 from strategies import Strategy
 
 if TYPE_CHECKING:
     from daemon.model.live import ModelRuntime
+    from daemon.risk.monitor import RiskMonitor
 
 log = structlog.get_logger("depthd.engine")
 
 _LIVE = BookState.LIVE  # enum member lookups cost ~80 ns on Python 3.11; this is the per-message path
+_BUY = Side.BUY
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,10 @@ class Engine:
         # called with every sample of every symbol (after scoring): `depthd features`, tests
         self.sample_sinks: list[Callable[[FeatureSample], None]] = []
         self.model: ModelRuntime | None = None  # scores the samples of traded symbols when configured
+        self.monitor: RiskMonitor | None = None  # risk triggers; set by build_path
+        self.halt = HaltActions(self)  # what HALTED does: cancel everything, flatten if asked
+        self.risk_eval_ns = 500_000_000  # the triggers are judged this often (and after every fill or error)
+        self._next_risk_eval = 0
 
     # --- wiring ----------------------------------------------------------------------------------
 
@@ -131,6 +140,8 @@ class Engine:
         """Route one market event: book and features, then the paper matcher if there is one."""
         self._last_market_ts = ev.ts_recv
         sync = self.syncs.get(ev.symbol) or self.add_symbol(ev.symbol)
+        if self.monitor is not None:
+            self.monitor.on_market(ev.symbol, ev.ts_recv, ev.ts_venue)
         if type(ev) is Trade:
             self.counts["trade"] += 1
             self.features.on_trade(ev)
@@ -149,6 +160,8 @@ class Engine:
             state = sync.on_snapshot(ev)
         if state is not before:
             log.info("book_state", symbol=ev.symbol, old=str(before), new=str(state), ts=ev.ts_recv)
+            if self.monitor is not None:
+                self.monitor.on_book_state(ev.symbol, state is _LIVE, ev.ts_recv)
         if state is _LIVE or before is _LIVE:
             self.features.on_book(sync.book, state is _LIVE, ev.ts_recv)
             if self._broker_on_book is not None and state is _LIVE:
@@ -162,6 +175,10 @@ class Engine:
         Sampling pauses once no market event has arrived for `pause_after` (a feed gap, a weekend)
         and resumes with the next one; the replay clock skips those ticks without calling here.
         """
+        monitor = self.monitor
+        if monitor is not None and ts >= self._next_risk_eval:
+            self._next_risk_eval = ts + self.risk_eval_ns
+            monitor.evaluate(ts)
         if ts - self._last_market_ts > self._pause_after_ns:
             return
         sample_of = self.features.sample
@@ -247,18 +264,37 @@ class Engine:
         return OrderIntent(symbol, self.clock.now(), side, qty, OrderType.LIMIT, touch, tag=target.reason)
 
     def risk_view(self, symbol: str, side: Side) -> RiskView:
-        """The facts the risk gate checks an intent of this symbol against."""
+        """The facts the risk gate checks an intent of this symbol against (ticks and lots)."""
         assert self.broker is not None
-        open_buy = open_sell = 0
+        open_buy = open_sell = n_open = 0
+        own_bid = own_ask = None
         for oo in self.broker.open_orders(symbol):
-            if oo.order.side is Side.BUY:
+            n_open += 1
+            order = oo.order
+            px = order.limit_px
+            if order.side is _BUY:
                 open_buy += oo.leaves_qty
+                if px is not None and (own_bid is None or px > own_bid):
+                    own_bid = px
             else:
                 open_sell += oo.leaves_qty
+                if px is not None and (own_ask is None or px < own_ask):
+                    own_ask = px
         book = self.books[symbol]
-        far = book.best_ask() if side is Side.BUY else book.best_bid()
+        mid = book.mid_ticks()
+        far_depth = None
+        if side is _BUY:
+            far = book.best_ask_px
+            if mid is not None:
+                far_depth = book.ask_depth_to(math.floor(mid * (1.0 + self.risk.limits(symbol).band)))
+        else:
+            far = book.best_bid_px
+            if mid is not None:
+                far_depth = book.bid_depth_from(math.ceil(mid * (1.0 - self.risk.limits(symbol).band)))
+        monitor = self.monitor
         return RiskView(self.portfolio.position(symbol), open_buy, open_sell, self.syncs[symbol].live,
-                        far[0] if far is not None else None)
+                        far if far != NO_PRICE else None, n_open, mid, far_depth, own_bid, own_ask,
+                        monitor.last_event.get(symbol) if monitor is not None else None)
 
     def submit(self, intent: OrderIntent) -> Order | None:
         """Risk-check an intent and send it; a refusal is counted by reason and logged, never sent."""
@@ -273,6 +309,8 @@ class Engine:
         self._order_seq += 1
         order = Order.from_intent(f"{self.policy.client_id_prefix}-{self._order_seq}", intent)
         self.counts["orders"] += 1
+        if self.monitor is not None:
+            self.monitor.on_order_sent(intent.ts)
         self.broker.submit(order)
         return order
 
@@ -286,6 +324,10 @@ class Engine:
             if len(self.fills) < self._max_fills_kept:
                 self.fills.append(ev)
             self.portfolio.on_fill(ev)
+            if self.monitor is not None:
+                self.monitor.on_fill(ev.symbol, ev.ts)
+            if self.halt.flattening():
+                self.halt.flatten_symbol(ev.symbol)
             if self.strategy is not None:
                 try:
                     self.strategy.on_fill(ev)
@@ -293,10 +335,16 @@ class Engine:
                     self._strategy_failed(ev.symbol, ev.ts, "on_fill")
         elif isinstance(ev, OrderRejected):
             self.broker_rejects[ev.reason] += 1
+            if self.monitor is not None:
+                self.monitor.on_broker_reject(ev.ts)
             _log_first_of_run(self._last_broker_reject, ev.symbol, ev.reason, "broker_reject",
                               client_id=ev.client_id, ts=ev.ts)
         elif isinstance(ev, OrderCanceled):
             self.counts["canceled"] += 1
+            if self.halt.flattening():
+                self.halt.flatten_symbol(ev.symbol)
+        elif isinstance(ev, OrderAccepted) and self.monitor is not None:
+            self.monitor.on_broker_ok()
 
 
 def _log_first_of_run(last: dict[str, str], symbol: str, reason: str, event: str, **fields: object) -> None:

@@ -6,7 +6,8 @@
     ├── LocalError           our fault: a bug or an illegal state transition inside depthd
     │   └── IllegalTransition    a state machine got an event its table does not allow
     ├── VenueError           the venue's fault: a message or answer that breaks its protocol
-    └── ModelError           a model file is unreadable, not depthd's, or does not fit the feature schema
+    ├── ModelError           a model file is unreadable, not depthd's, or does not fit the feature schema
+    └── ControlError         `depthd kill/resume/status` could not get an answer from the daemon
 
 Errors carry enough context to act on without a traceback.
 """
@@ -53,3 +54,7 @@ class VenueError(DepthdError):
 
 class ModelError(DepthdError):
     """A model cannot be used: unreadable, missing depthd metadata, or trained on other features."""
+
+
+class ControlError(DepthdError):
+    """The control endpoint of a running daemon could not be reached or refused the request."""

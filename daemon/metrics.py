@@ -13,8 +13,10 @@ from prometheus_client.registry import Collector
 
 from daemon.app import TradingPath
 from daemon.book import BookState
+from daemon.risk.state import TradingState
 
 _STATE_VALUE = {BookState.INIT: 0, BookState.LIVE: 1, BookState.INVALID: 2}
+_TRADING_VALUE = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 
 
 class PathCollector(Collector):
@@ -66,6 +68,23 @@ class PathCollector(Collector):
             pnl.add_metric([kind], v)
         yield pnl
         yield from self._model_metrics()
+        yield from self._risk_metrics()
+
+    def _risk_metrics(self) -> Iterator[Metric]:
+        """Trading state, its transitions and the triggers that fired."""
+        machine = self.path.state
+        yield GaugeMetricFamily("depthd_trading_state", "Trading state (0 ACTIVE, 1 REDUCING, 2 HALTED)",
+                                value=_TRADING_VALUE[machine.state])
+        moves = CounterMetricFamily("depthd_trading_transitions", "Trading state transitions",
+                                    labels=["old", "new"])
+        for key, n in sorted(machine.counts.items()):
+            old, new = key.split("->")
+            moves.add_metric([old, new], n)
+        yield moves
+        fired = CounterMetricFamily("depthd_risk_triggers", "Times each risk trigger fired", labels=["trigger"])
+        for name, n in sorted(self.path.monitor.triggers.fire_counts.items()):
+            fired.add_metric([name], n)
+        yield fired
 
     def _model_metrics(self) -> Iterator[Metric]:
         """Scores, score errors and per-feature drift (PSI) of the configured model, if any."""

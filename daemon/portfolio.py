@@ -117,6 +117,10 @@ class Portfolio:
         pos = self._positions.get(symbol)
         return pos.lots if pos is not None else 0
 
+    def open_symbols(self) -> list[str]:
+        """Symbols with a non-zero position."""
+        return [sym for sym, pos in self._positions.items() if pos.lots != 0]
+
     def snapshot(self) -> dict:
         """Per-symbol state for status and reports, in decimals and quote currency, by symbol."""
         out: dict[str, dict] = {}

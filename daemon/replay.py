@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -23,6 +24,9 @@ from daemon.errors import InputError
 from daemon.features import FeatureSample
 from daemon.sources import RawRecord, merge_by_receive_time, open_replay_input
 from daemon.venues import DecodeError, VenueAdapter, adapter_for
+
+if TYPE_CHECKING:
+    from daemon.control import ControlServer
 
 log = structlog.get_logger("depthd.replay")
 
@@ -63,6 +67,7 @@ class Replay:
         self._progress = progress
         self.clock = ReplayClock()
         self.venues: dict[str, str] = {}
+        self.control_url: str | None = None
         streams, symbols, self._adapters = self._open_inputs()
         self.path = build_path(settings, self.clock, symbols)
         if sample_sink is not None:
@@ -150,6 +155,29 @@ class Replay:
         """Replay on the event loop: as fast as possible (speed 0, yielding now and then so other
         tasks run) or paced at `speed` times recorded time. A paced replay shortens a feed gap longer
         than `features.pause_after_ms` to that length, so a weekend in a recording does not stall it."""
+        server = await self._start_control()
+        try:
+            return await self._run_paced(speed)
+        finally:
+            if server is not None:
+                await server.stop()
+
+    async def _start_control(self) -> ControlServer | None:
+        """Serve `depthd kill/resume/status` while the replay runs, if `[control] enabled`."""
+        ctl = self.settings.control
+        if not ctl.enabled:
+            return None
+        from daemon.control import ControlServer, load_token
+        from daemon.operator import OperatorControl
+
+        token = load_token(ctl.token_env, ctl.token_file or None)
+        server = ControlServer(OperatorControl(self.path), token, ctl.host, ctl.port)
+        await server.start()
+        log.info("control_listening", url=server.url)
+        self.control_url = server.url
+        return server
+
+    async def _run_paced(self, speed: float) -> ReplayResult:
         started = time.perf_counter()
         stats = self.stats
         n = 0

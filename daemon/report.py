@@ -81,6 +81,10 @@ def build_report(result: ReplayResult, top_levels: int = 5) -> dict[str, Any]:
         "fills_total": eng.counts["fills"],
         "fills": fills,
         "rejects": rejects,
+        "risk": {"state": str(p.state.state), "transitions": p.state.as_dicts(),
+                 "transition_counts": dict(sorted(p.state.counts.items())),
+                 "triggers_fired": dict(sorted(p.monitor.triggers.fire_counts.items())),
+                 "halt_cancels": eng.counts["halt_cancels"], "flatten_orders": eng.counts["flatten_orders"]},
         "position": {sym: {k: _r(v) if isinstance(v, float) else v for k, v in d.items()}
                      for sym, d in p.portfolio.snapshot().items()},
         "pnl": {k: _r(v) for k, v in pnl.items()},

@@ -117,10 +117,14 @@ def test_out_of_range_values_are_refused(tmp_path: Path, section: str, key: str,
     assert f"{section}.{key}" in message
 
 
-def test_missing_required_symbol_limit_names_key(tmp_path: Path) -> None:
-    _, message = config_error(tmp_path, "[risk.symbols.BTC]\nmax_position = 1.0\nmax_order_qty = 0.1\n")
+def test_symbol_limits_left_out_take_the_defaults_and_unknown_ones_are_errors(tmp_path: Path) -> None:
+    path = tmp_path / "ok.toml"
+    path.write_text("[risk]\nmax_notional = 500.0\n[risk.symbols.BTC]\nmax_position = 1.0\nmax_order_qty = 0.1\n")
+    lim = load_settings(path).risk.limits_for("BTC")
+    assert (lim.max_position, lim.max_order_qty, lim.max_notional) == (1.0, 0.1, 500.0)
 
-    assert "risk.symbols.BTC.max_notional" in message
+    _, message = config_error(tmp_path, "[risk.symbols.BTC]\nmax_positon = 1.0\n")
+    assert "risk.symbols.BTC.max_positon" in message
 
 
 # --- unreadable files -----------------------------------------------------------------------------------

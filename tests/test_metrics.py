@@ -54,3 +54,26 @@ def test_invalid_book_is_visible_as_state_2(tmp_path: Path) -> None:
     samples = scrape(registry)
     assert samples[("depthd_book_state", (("symbol", "X"),))] == 2
     assert samples[("depthd_book_crossed_total", (("symbol", "X"),))] == 1
+
+
+def test_trading_state_transitions_and_triggers_are_exported(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from daemon.app import build_path
+    from daemon.clock import ReplayClock
+    from daemon.config import settings_from_dict
+    from daemon.metrics import PathCollector
+
+    clock = ReplayClock()
+    path = build_path(settings_from_dict({"instruments": {"X": {"tick_size": 0.01, "lot_size": 0.001}}}), clock,
+                      ["X"])
+    path.state.operator_halt("test", "ops")
+    path.monitor.triggers.fire_counts["feed_stale_ms"] += 1
+    registry = CollectorRegistry()
+    registry.register(PathCollector(path))
+
+    text = generate_latest(registry).decode()
+
+    assert "depthd_trading_state 2.0" in text
+    assert 'depthd_trading_transitions_total{new="HALTED",old="ACTIVE"} 1.0' in text
+    assert 'depthd_risk_triggers_total{trigger="feed_stale_ms"} 1.0' in text
