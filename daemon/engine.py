@@ -175,11 +175,8 @@ class Engine:
         Sampling pauses once no market event has arrived for `pause_after` (a feed gap, a weekend)
         and resumes with the next one; the replay clock skips those ticks without calling here.
         """
-        monitor = self.monitor
-        if monitor is not None and ts >= self._next_risk_eval:
-            self._next_risk_eval = ts + self.risk_eval_ns
-            monitor.evaluate(ts)
         if ts - self._last_market_ts > self._pause_after_ns:
+            self._evaluate_risk(ts)
             return
         sample_of = self.features.sample
         mark = self.portfolio.mark
@@ -211,6 +208,13 @@ class Engine:
         self.counts["samples"] += len(self._sampled)
         if on_sample is not None:
             self.portfolio.record_equity(ts)
+        self._evaluate_risk(ts)
+
+    def _evaluate_risk(self, ts: int) -> None:
+        """Judge the risk triggers every `risk_eval_ns`, after the positions were marked at this tick."""
+        if self.monitor is not None and ts >= self._next_risk_eval:
+            self._next_risk_eval = ts + self.risk_eval_ns
+            self.monitor.evaluate(ts)
 
     def _strategy_failed(self, symbol: str, ts: int, hook: str) -> None:
         """Count a strategy exception; log it with its traceback once per run of failures."""
