@@ -140,8 +140,14 @@ class Engine:
         """Route one market event: book and features, then the paper matcher if there is one."""
         self._last_market_ts = ev.ts_recv
         sync = self.syncs.get(ev.symbol) or self.add_symbol(ev.symbol)
-        if self.monitor is not None:
-            self.monitor.on_market(ev.symbol, ev.ts_recv, ev.ts_venue)
+        monitor = self.monitor
+        if monitor is not None:  # the feed's freshness and skew, inlined: this runs for every message
+            last = monitor.last_event
+            if ev.symbol in last:
+                last[ev.symbol] = ev.ts_recv
+                monitor.skew_ns[ev.symbol] = ev.ts_recv - ev.ts_venue
+            else:
+                monitor.on_market(ev.symbol, ev.ts_recv, ev.ts_venue)
         if type(ev) is Trade:
             self.counts["trade"] += 1
             self.features.on_trade(ev)

@@ -82,7 +82,7 @@ class RiskMonitor:
         if symbol not in self.last_event:  # not LIVE until its first snapshot says so
             self.not_live_since[symbol] = ts_recv
         self.last_event[symbol] = ts_recv
-        self.skew_ns[symbol] = abs(ts_recv - ts_venue)
+        self.skew_ns[symbol] = ts_recv - ts_venue  # signed; its size is judged
 
     def on_book_state(self, symbol: str, live: bool, ts: int) -> None:
         """The symbol's book became LIVE, or stopped being LIVE, at ts."""
@@ -106,7 +106,8 @@ class RiskMonitor:
         self.broker_errors = 0
 
     def on_fill(self, symbol: str, ts: int) -> None:
-        """After the portfolio took a fill: a position or notional over its limit is a breach."""
+        """After the portfolio took a fill: a position or notional over its limit is a breach; the triggers
+        are judged at once (a fill also moves the daily PnL and drawdown)."""
         self.on_broker_ok()
         lim = self.settings.limits_for(symbol)
         inst = self._instrument(symbol)
@@ -157,8 +158,8 @@ class RiskMonitor:
             if ms > f.book_invalid_ms:
                 f.book_invalid_ms, f.worst["book"] = ms, sym
         for sym, skew in self.skew_ns.items():
-            if skew / 1e6 > f.clock_skew_ms:
-                f.clock_skew_ms, f.worst["skew"] = skew / 1e6, sym
+            if abs(skew) / 1e6 > f.clock_skew_ms:
+                f.clock_skew_ms, f.worst["skew"] = abs(skew) / 1e6, sym
         return f
 
     def _acknowledge_resume(self, now: int) -> None:
