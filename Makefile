@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_replay.py
 	$(BIN)/python bench/bench_features.py
 	$(BIN)/python bench/bench_score.py
+	$(BIN)/python bench/bench_risk.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache
