@@ -143,4 +143,7 @@ def summary_lines(report: dict[str, Any], run: dict[str, Any]) -> list[str]:
     out.append(f"orders {report['orders']}, fills {report['fills_total']}, rejects {report['rejects'] or 0}")
     out.append(f"pnl realised {pnl['realised']}, unrealised {pnl['unrealised']}, fees {pnl['fees']}, "
                f"max drawdown {report['max_drawdown']}")
+    risk = report["risk"]
+    out.append(f"trading {risk['state']} at the end; {len(risk['transitions'])} state transitions, "
+               f"triggers fired {risk['triggers_fired'] or 0}")
     return out
