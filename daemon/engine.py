@@ -52,6 +52,7 @@ log = structlog.get_logger("depthd.engine")
 
 _LIVE = BookState.LIVE  # enum member lookups cost ~80 ns on Python 3.11; this is the per-message path
 _BUY = Side.BUY
+_LIMIT = OrderType.LIMIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,8 +274,9 @@ class Engine:
             return None
         return OrderIntent(symbol, self.clock.now(), side, qty, OrderType.LIMIT, touch, tag=target.reason)
 
-    def risk_view(self, symbol: str, side: Side) -> RiskView:
-        """The facts the risk gate checks an intent of this symbol against (ticks and lots)."""
+    def risk_view(self, symbol: str, side: Side, market: bool = True) -> RiskView:
+        """The facts the risk gate checks an intent of this symbol against (ticks and lots). The depth on
+        the far side within the price band is only looked up for a market order, the only one it judges."""
         assert self.broker is not None
         open_buy = open_sell = n_open = 0
         own_bid = own_ask = None
@@ -295,11 +297,11 @@ class Engine:
         far_depth = None
         if side is _BUY:
             far = book.best_ask_px
-            if mid is not None:
+            if market and mid is not None:
                 far_depth = book.ask_depth_to(math.floor(mid * (1.0 + self.risk.limits(symbol).band)))
         else:
             far = book.best_bid_px
-            if mid is not None:
+            if market and mid is not None:
                 far_depth = book.bid_depth_from(math.ceil(mid * (1.0 - self.risk.limits(symbol).band)))
         monitor = self.monitor
         return RiskView(self.portfolio.position(symbol), open_buy, open_sell, self.syncs[symbol].live,
@@ -310,7 +312,8 @@ class Engine:
         """Risk-check an intent and send it; a refusal is counted by reason and logged, never sent."""
         assert self.broker is not None
         self.counts["intents"] += 1
-        reject = self.risk.check(intent, self.risk_view(intent.symbol, intent.side))
+        view = self.risk_view(intent.symbol, intent.side, intent.order_type is not _LIMIT)
+        reject = self.risk.check(intent, view)
         if reject is not None:
             _log_first_of_run(self._last_reject, intent.symbol, reject.reason, "risk_reject",
                               detail=reject.detail, ts=intent.ts)

@@ -117,6 +117,11 @@ class Portfolio:
         pos = self._positions.get(symbol)
         return pos.lots if pos is not None else 0
 
+    def avg_price(self, symbol: str) -> float | None:
+        """Average entry price of the open position (None when flat or never traded)."""
+        pos = self._positions.get(symbol)
+        return pos.avg_price if pos is not None else None
+
     def open_symbols(self) -> list[str]:
         """Symbols with a non-zero position."""
         return [sym for sym, pos in self._positions.items() if pos.lots != 0]

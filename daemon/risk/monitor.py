@@ -109,13 +109,13 @@ class RiskMonitor:
         """After the portfolio took a fill: a position or notional over its limit is a breach; the triggers
         are judged at once (a fill also moves the daily PnL and drawdown)."""
         self.on_broker_ok()
-        lim = self.settings.limits_for(symbol)
-        inst = self._instrument(symbol)
-        qty = abs(inst.qty(self.portfolio.position(symbol)))
-        snap = self.portfolio.snapshot().get(symbol, {})
-        px = snap.get("avg_price") or 0.0
-        if qty > lim.max_position + 1e-12:
-            self.fill_breach = f"{symbol}: position {qty:g} after a fill exceeds max_position {lim.max_position:g}"
+        lim = self.gate.limits(symbol)  # the gate's own limits, in lots
+        lots = abs(self.portfolio.position(symbol))
+        qty = lots * lim.lot
+        px = self.portfolio.avg_price(symbol) or 0.0
+        if lots > lim.max_position:
+            self.fill_breach = (f"{symbol}: position {qty:g} after a fill exceeds max_position "
+                                f"{lim.max_position * lim.lot:g}")
         elif qty * px > lim.max_notional:
             self.fill_breach = (f"{symbol}: position notional {qty * px:.2f} after a fill exceeds max_notional "
                                 f"{lim.max_notional:.2f}")
