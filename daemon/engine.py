@@ -33,6 +33,7 @@ from daemon.events import (
     OrderIntent,
     OrderRejected,
     OrderType,
+    Quote,
     Side,
     TargetPosition,
     Trade,
@@ -165,6 +166,16 @@ class Engine:
             self.counts["level_updates"] += ev.n_levels
             before = sync.state
             state = sync.on_snapshot(ev)
+        elif type(ev) is Quote:
+            self.counts["quote"] += 1
+            before = sync.state
+            state = sync.on_quote(ev)
+            if state is before:
+                return  # the venue's quote agreed with the book (or was not comparable): nothing changed
+        else:
+            self.counts["reset"] += 1
+            before = sync.state
+            state = sync.on_reset(ev)
         if state is not before:
             log.info("book_state", symbol=ev.symbol, old=str(before), new=str(state), ts=ev.ts_recv)
             if self.monitor is not None:

@@ -42,7 +42,13 @@ class Liquidity(enum.StrEnum):
 
 
 class _BookLevels(NamedTuple):
-    """Price levels of one symbol from one venue message, both sides as int64 arrays."""
+    """Price levels of one symbol from one venue message, both sides as int64 arrays.
+
+    `seq` is the venue's update id of the message (Binance `u`, OKX `seqId`; 0 when the venue has
+    none); `checksum` the venue's checksum of the book after the message, for BookSync to verify
+    (None: no checksum); `complete` is False for a snapshot that holds only the top of the book
+    (Binance REST: 1,000 levels a side), so the book knows how deep it can be trusted.
+    """
 
     symbol: str
     ts_venue: int
@@ -51,6 +57,9 @@ class _BookLevels(NamedTuple):
     bid_qty: np.ndarray
     ask_px: np.ndarray
     ask_qty: np.ndarray
+    seq: int = 0
+    checksum: int | None = None
+    complete: bool = True
 
     @property
     def n_levels(self) -> int:
@@ -81,7 +90,34 @@ class Trade(NamedTuple):
     side: Side
 
 
-MarketEvent = BookSnapshot | BookDelta | Trade
+class Quote(NamedTuple):
+    """The venue's own best bid and ask (Binance `bookTicker`), as of its update id `seq`.
+
+    BookSync compares it with the book when the book is at the same `seq`: a mismatch means the book
+    is wrong, and it is resynchronised.
+    """
+
+    symbol: str
+    ts_venue: int
+    ts_recv: int
+    bid_px: int
+    bid_qty: int
+    ask_px: int
+    ask_qty: int
+    seq: int
+
+
+class BookReset(NamedTuple):
+    """The venue's sync rules lost the book of one symbol (a sequence gap, a disconnect, a stale
+    snapshot): it is unknown, and not to be traded on, until the next snapshot."""
+
+    symbol: str
+    ts_venue: int
+    ts_recv: int
+    reason: str
+
+
+MarketEvent = BookSnapshot | BookDelta | Trade | Quote | BookReset
 
 
 # --- strategy and orders -----------------------------------------------------------------------

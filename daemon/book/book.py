@@ -17,7 +17,8 @@ NO_PRICE = np.iinfo(np.int64).min
 class Book:
     """Two sorted sides; bids keyed by price, asks by negated price, best level last on both."""
 
-    __slots__ = ("ask_key", "ask_qty", "bid_px", "bid_qty", "counters", "edits", "n_ask", "n_bid", "symbol")
+    __slots__ = ("ask_key", "ask_qty", "bid_px", "bid_qty", "counters", "edits", "n_ask", "n_bid", "symbol",
+                 "trust_ask_px", "trust_bid_px")
 
     def __init__(self, symbol: str, capacity: int = _MIN_CAPACITY) -> None:
         self.symbol = symbol
@@ -35,12 +36,24 @@ class Book:
         self.counters = kernels.new_counters()
         # rows of (side 0 bid / 1 ask, key, old size, new size) since a reader reset the log
         self.edits = np.zeros((kernels.EDIT_LOG_ROWS, 4), np.int64)
+        # The last snapshot's worst bid and ask when it held only the top of the book: levels beyond
+        # them were never in a snapshot and are incomplete. NO_PRICE = the whole book is trusted.
+        self.trust_bid_px = NO_PRICE
+        self.trust_ask_px = NO_PRICE
 
     # --- updates ---------------------------------------------------------------------------------
 
     def apply_snapshot(self, bid_px: np.ndarray, bid_qty: np.ndarray, ask_px: np.ndarray,
-                       ask_qty: np.ndarray) -> None:
-        """Replace the whole book with these levels (any order; size 0 entries are ignored)."""
+                       ask_qty: np.ndarray, complete: bool = True) -> None:
+        """Replace the whole book with these levels (any order; size 0 entries are ignored).
+
+        `complete=False`: the snapshot is only the top of the book, so levels beyond its worst bid
+        and ask are not trusted (`trusted_levels`)."""
+        if complete:
+            self.trust_bid_px = self.trust_ask_px = NO_PRICE
+        else:
+            self.trust_bid_px = int(bid_px.min()) if len(bid_px) else NO_PRICE
+            self.trust_ask_px = int(ask_px.max()) if len(ask_px) else NO_PRICE
         self._reserve(len(bid_px), len(ask_px), replace=True)
         self.n_bid = kernels.load_side(self.bid_px, self.bid_qty, bid_px, bid_qty, 1)
         self.n_ask = kernels.load_side(self.ask_key, self.ask_qty, ask_px, ask_qty, -1)
@@ -64,10 +77,33 @@ class Book:
         self.n_bid = n_bid
         self.n_ask = n_ask
 
+    def truncate(self, max_levels: int) -> None:
+        """Keep only the best `max_levels` of each side (a venue that says a book is that deep drops
+        what falls out of the window without sending a delete: Kraken)."""
+        changed = False
+        if self.n_bid > max_levels:
+            cut = self.n_bid - max_levels
+            self.bid_px[:max_levels] = self.bid_px[cut:self.n_bid]
+            self.bid_qty[:max_levels] = self.bid_qty[cut:self.n_bid]
+            self.n_bid = max_levels
+            changed = True
+        if self.n_ask > max_levels:
+            cut = self.n_ask - max_levels
+            self.ask_key[:max_levels] = self.ask_key[cut:self.n_ask]
+            self.ask_qty[:max_levels] = self.ask_qty[cut:self.n_ask]
+            self.n_ask = max_levels
+            changed = True
+        if changed:
+            c = self.counters
+            c[kernels.LOG_OVERFLOW] = 1  # the edit log does not hold these removals
+            c[kernels.N_BID] = self.n_bid
+            c[kernels.N_ASK] = self.n_ask
+
     def clear(self) -> None:
         """Forget every level (the book is unknown until the next snapshot)."""
         self.n_bid = 0
         self.n_ask = 0
+        self.trust_bid_px = self.trust_ask_px = NO_PRICE
         self.counters[kernels.LOG_OVERFLOW] = 1
         self.counters[kernels.N_BID] = 0
         self.counters[kernels.N_ASK] = 0
@@ -113,6 +149,16 @@ class Book:
         """(price ticks, size lots) of the best ask, or None."""
         n = self.n_ask
         return (int(-self.ask_key[n - 1]), int(self.ask_qty[n - 1])) if n else None
+
+    def trusted_levels(self) -> tuple[int, int]:
+        """(bid levels, ask levels) at or inside the last snapshot's depth: the part of the book that
+        is complete. Every level when the snapshot was the whole book."""
+        nb, na = self.n_bid, self.n_ask
+        if self.trust_bid_px != NO_PRICE:
+            nb -= int(np.searchsorted(self.bid_px[:nb], self.trust_bid_px, "left"))
+        if self.trust_ask_px != NO_PRICE:
+            na -= int(np.searchsorted(self.ask_key[:na], -self.trust_ask_px, "left"))
+        return nb, na
 
     @property
     def two_sided(self) -> bool:

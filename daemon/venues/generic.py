@@ -19,7 +19,7 @@ import orjson
 
 from daemon.events import BookDelta, BookSnapshot, MarketEvent, Side, Trade
 from daemon.instruments import Instrument, OffGridError, levels_to_grid
-from daemon.venues.base import DecodeError
+from daemon.venues.base import BaseAdapter, DecodeError
 from daemon.venues.generic_fast import (
     KIND_DELTA,
     KIND_TRADE,
@@ -47,11 +47,13 @@ class _ParseBuffers:
         self.levels = np.empty((4, 2 * self.levels.shape[1]), np.int64)
 
 
-class GenericAdapter:
-    """Decoder for normalized L2 lines."""
+class GenericAdapter(BaseAdapter):
+    """Decoder for normalized L2 lines (no sequence numbers: nothing to resync or request)."""
+
+    venue = "generic"
 
     def __init__(self, instrument: Callable[[str], Instrument]) -> None:
-        self._instrument = instrument
+        super().__init__(instrument)
         self._cache: dict[str, Instrument] = {}
         self._buf = _ParseBuffers()
 

@@ -163,8 +163,9 @@ def test_counters_track_states_events_crossings_and_transitions(sync: BookSync) 
     sync.on_snapshot(GOOD)  # INVALID -> LIVE
 
     assert sync.state_counts == {BookState.INIT: 0, BookState.LIVE: 3, BookState.INVALID: 3}
-    assert sync.event_counts == {SyncEvent.SNAPSHOT: 2, SyncEvent.SNAPSHOT_CROSSED: 1, SyncEvent.DELTA: 1,
-                                 SyncEvent.DELTA_CROSSED: 1, SyncEvent.DELTA_WITHOUT_BOOK: 1}
+    assert sync.event_counts == {**dict.fromkeys(SyncEvent, 0), SyncEvent.SNAPSHOT: 2,
+                                 SyncEvent.SNAPSHOT_CROSSED: 1, SyncEvent.DELTA: 1, SyncEvent.DELTA_CROSSED: 1,
+                                 SyncEvent.DELTA_WITHOUT_BOOK: 1}
     assert sync.crossed == 2
     assert sync.transitions == 3
 
