@@ -138,60 +138,85 @@ class ReplayClock:
             self._now = t
 
 
-class _LoopTimer:
-    __slots__ = ("handle",)
+class LiveClock(ReplayClock):
+    """Wall time, with the replay clock's timer rules, so a live session and its replay agree.
 
-    def __init__(self) -> None:
-        self.handle: asyncio.TimerHandle | None = None
-
-    def cancel(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
-
-
-class LiveClock:
-    """Wall time in ns; timers run on the asyncio loop at the matching wall time."""
+    A timer fires on the loop once the wall clock reaches it, or earlier in event order: the live
+    session calls `pin(ts_recv)` before routing each received message, which fires every timer due
+    at or before that receive time first (exactly what a replay of the recording does) and holds
+    `now()` at ts_recv until `release()`, so what the message causes is stamped as in the replay.
+    Between messages `now()` is the wall time (never behind the last pinned time).
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(time.time_ns())
+        self._started = True  # live timers run from now on, not from the first event
         self._loop = loop
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """The loop timers run on: the one given, else the running one."""
-        return self._loop or asyncio.get_running_loop()
+        self._pinned = False
+        self._holding = False
+        self._wake: asyncio.TimerHandle | None = None
+        self._wake_at: int | None = None
 
     def now(self) -> int:
-        """Wall time in ns."""
-        return time.time_ns()
+        """The pinned receive time (or the firing timer's due time), else wall time in ns."""
+        if self._pinned:
+            return self._now
+        wall = time.time_ns()
+        return wall if wall > self._now else self._now
 
-    def _delay(self, when_ns: int) -> float:
-        return max(0.0, (when_ns - self.now()) / 1e9)
+    def pin(self, t: int) -> None:
+        """Fire the timers due at or before t, then hold now() at t until `release()`."""
+        self._holding = True
+        self.advance_to(t)
 
-    def call_at(self, when_ns: int, fn: TimerFn) -> _LoopTimer:
-        """Fire fn(when_ns) on the loop when the wall clock reaches when_ns."""
-        timer = _LoopTimer()
+    def release(self) -> None:
+        """Let now() follow the wall clock again."""
+        self._holding = False
+        self._pinned = False
 
-        def fire() -> None:
-            timer.handle = None
-            fn(when_ns)
+    def advance_to(self, t: int) -> None:
+        """Fire every timer due at or before t (now() reads each one's due time), then re-arm the loop."""
+        self._pinned = True
+        try:
+            super().advance_to(t)
+        finally:
+            self._pinned = self._holding
+        self._arm()
 
-        timer.handle = self.loop.call_later(self._delay(when_ns), fire)
+    def call_at(self, when_ns: int, fn: TimerFn) -> _Timer:
+        """Fire fn(when_ns) once the wall clock (or a pinned receive time) reaches when_ns."""
+        timer = super().call_at(when_ns, fn)
+        self._arm()
         return timer
 
-    def call_every(self, period_ns: int, fn: TimerFn, quiet_after_ns: int | None = None) -> _LoopTimer:
-        """Fire on every boundary in wall time; `quiet_after_ns` is the callback's business here."""
-        if period_ns <= 0:
-            raise ValueError(f"timer period must be > 0 ns, got {period_ns}")
-        timer = _LoopTimer()
-
-        def schedule(when: int) -> None:
-            def fire() -> None:
-                fn(when)
-                if timer.handle is not None:
-                    schedule(when + period_ns)
-
-            timer.handle = self.loop.call_later(self._delay(when), fire)
-
-        schedule(next_boundary(self.now(), period_ns))
+    def call_every(self, period_ns: int, fn: TimerFn, quiet_after_ns: int | None = None) -> _Timer:
+        """Fire fn(t) on every multiple t of period_ns from now on."""
+        timer = super().call_every(period_ns, fn, quiet_after_ns)
+        self._arm()
         return timer
+
+    def _arm(self) -> None:
+        """Schedule one loop wake-up for the earliest due timer (none without a running loop yet)."""
+        due = self.next_due()
+        if due == self._wake_at and self._wake is not None:
+            return
+        if self._wake is not None:
+            self._wake.cancel()
+            self._wake = self._wake_at = None
+        if due is None:
+            return
+        try:
+            loop = self._loop or asyncio.get_running_loop()
+        except RuntimeError:
+            return  # armed by the next call made on a running loop
+        self._wake = loop.call_later(max(0.0, (due - time.time_ns()) / 1e9), self._pump)
+        self._wake_at = due
+
+    def _pump(self) -> None:
+        self._wake = self._wake_at = None
+        if not self._holding:
+            self.advance_to(max(time.time_ns(), self._now))
+
+    def start(self) -> None:
+        """Arm the loop for timers scheduled before it ran."""
+        self._arm()

@@ -315,7 +315,7 @@ class Engine:
             if market and mid is not None:
                 far_depth = book.bid_depth_from(math.ceil(mid * (1.0 - self.risk.limits(symbol).band)))
         monitor = self.monitor
-        return RiskView(self.portfolio.position(symbol), open_buy, open_sell, self.syncs[symbol].live,
+        return RiskView(self.portfolio.position(symbol), open_buy, open_sell, self.syncs[symbol].tradeable,
                         far if far != NO_PRICE else None, n_open, mid, far_depth, own_bid, own_ask,
                         monitor.last_event.get(symbol) if monitor is not None else None)
 

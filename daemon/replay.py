@@ -22,8 +22,10 @@ from daemon.clock import ReplayClock
 from daemon.config import Settings
 from daemon.errors import InputError
 from daemon.features import FeatureSample
+from daemon.routing import FeedRouter
 from daemon.sources import RawRecord, merge_by_receive_time, open_replay_input
-from daemon.venues import DecodeError, VenueAdapter, adapter_for
+from daemon.venues import DecodeError, adapter_for
+from daemon.venues.base import ADAPTERS
 
 if TYPE_CHECKING:
     from daemon.control import ControlServer
@@ -68,7 +70,7 @@ class Replay:
         self.clock = ReplayClock()
         self.venues: dict[str, str] = {}
         self.control_url: str | None = None
-        streams, symbols, self._adapters = self._open_inputs()
+        streams, symbols = self._open_inputs()
         self.path = build_path(settings, self.clock, symbols)
         if sample_sink is not None:
             self.path.engine.sample_sinks.append(sample_sink)
@@ -76,24 +78,39 @@ class Replay:
             # features only: the same book and feature calculator, no strategy, model or orders
             # (in a replay the orders cannot change the market data, so the samples are the same)
             self.path.engine.detach_trading()
+        self.routers = self._make_routers(symbols)
         self._records = merge_by_receive_time(streams)
 
-    def _open_inputs(self) -> tuple[list[Iterator[RawRecord]], list[str], dict[str, VenueAdapter]]:
+    def _open_inputs(self) -> tuple[list[Iterator[RawRecord]], list[str]]:
         streams: list[Iterator[RawRecord]] = []
         symbols: list[str] = []
-        adapters: dict[str, VenueAdapter] = {}
         symbol = self.settings.replay.symbol or None
         on_bad = self._on_bad if self.skip_bad else None
+        self._symbols_of: dict[str, list[str]] = {}
         for path in self.inputs:
             venue, syms, records = open_replay_input(path, symbol, on_bad)
+            if venue not in ADAPTERS:
+                raise InputError(str(path), 1, f"no adapter for venue {venue!r}; known: {', '.join(sorted(ADAPTERS))}")
             self.venues[path] = venue
-            try:
-                adapters[str(path)] = adapter_for(venue, instrument_lookup(self.settings, {}))
-            except DecodeError as exc:
-                raise InputError(str(path), 1, str(exc)) from None
+            self._symbols_of[path] = syms
             symbols.extend(s for s in syms if s not in symbols)
             streams.append(records)
-        return streams, symbols, adapters
+        return streams, symbols
+
+    def _make_routers(self, symbols: list[str]) -> dict[str, FeedRouter]:
+        """One adapter and router per venue, shared by its files: a session split over several files
+        (hourly recordings, a day's rotation) runs on one set of sync state machines."""
+        by_venue: dict[str, FeedRouter] = {}
+        routers: dict[str, FeedRouter] = {}
+        for path, venue in self.venues.items():
+            router = by_venue.get(venue)
+            if router is None:
+                adapter = adapter_for(venue, instrument_lookup(self.settings, {}))
+                router = by_venue[venue] = FeedRouter(self.path.engine, adapter, drop_requests=True)
+            router.wire(self._symbols_of[path])
+            routers[str(path)] = router
+        self.by_venue = by_venue
+        return routers
 
     def _on_bad(self, err: InputError) -> None:
         """Count a skipped line under its kind of problem (numbers masked, so the kinds stay few)."""
@@ -109,16 +126,16 @@ class Replay:
         self._on_bad(err)
 
     def _feed(self, rec: RawRecord) -> None:
+        router = self.routers[rec.path]
         try:
-            events = self._adapters[rec.path].decode(rec.ts_recv, rec.symbol, rec.channel, rec.msg)
+            events = router.adapter.decode(rec.ts_recv, rec.symbol, rec.channel, rec.msg)
         except DecodeError as exc:
+            router.decode_errors += 1
             self._decode_failed(rec, exc)
             return
         self.stats.messages += 1
         self.clock.advance_to(rec.ts_recv)
-        engine = self.path.engine
-        for ev in events:
-            engine.on_market(ev)
+        router.route_events(events)
 
     def run(self) -> ReplayResult:
         """Replay as fast as possible, without an event loop.
@@ -127,10 +144,10 @@ class Replay:
         """
         started = time.perf_counter()
         stats = self.stats
-        adapters = self._adapters
-        only = next(iter(adapters.values())).decode if len(adapters) == 1 else None
+        routers = self.routers
+        single = len({id(r) for r in routers.values()}) == 1
+        only = next(iter(routers.values())) if single else None
         advance = self.clock.advance_to
-        on_market = self.path.engine.on_market
         progress = self._progress
         n = 0
         for rec in self._records:
@@ -139,16 +156,16 @@ class Replay:
             n += 1
             if progress is not None and n % 5000 == 0:
                 progress(5000)
+            router = only or routers[rec.path]
             try:
-                decode = only or adapters[rec.path].decode
-                events = decode(rec.ts_recv, rec.symbol, rec.channel, rec.msg)
+                events = router.adapter.decode(rec.ts_recv, rec.symbol, rec.channel, rec.msg)
             except DecodeError as exc:
+                router.decode_errors += 1
                 self._decode_failed(rec, exc)
                 continue
             stats.messages += 1
             advance(rec.ts_recv)
-            for ev in events:
-                on_market(ev)
+            router.route_events(events)
         return self._finish(n, started)
 
     async def run_async(self, speed: float = 0.0) -> ReplayResult:

@@ -21,10 +21,14 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from daemon.book.book import Book
 from daemon.errors import IllegalTransition
 from daemon.events import BookDelta, BookReset, BookSnapshot, Quote
+
+if TYPE_CHECKING:
+    from daemon.venues.health import SymbolHealth
 
 
 class BookState(enum.StrEnum):
@@ -88,6 +92,7 @@ class BookSync:
         self.verify: Verifier | None = None
         self.max_depth = 0
         self.on_lost: LostHook | None = None
+        self.health: SymbolHealth | None = None  # the feed's record of this symbol (untradeable?)
         self.checksum_checks = 0
         self.checksum_failures = 0
         self.quote_checks = 0
@@ -98,6 +103,11 @@ class BookSync:
     def live(self) -> bool:
         """Only a LIVE book may be traded on."""
         return self.state is _LIVE
+
+    @property
+    def tradeable(self) -> bool:
+        """LIVE, and the feed has not given up on the symbol (too many resyncs in a window)."""
+        return self.state is _LIVE and (self.health is None or not self.health.untradeable)
 
     def on_snapshot(self, snap: BookSnapshot) -> BookState:
         """Replace the book; LIVE unless the snapshot itself is crossed or fails its checksum."""
