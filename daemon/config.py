@@ -129,6 +129,7 @@ class TriggersSettings(_Section):
     model: TriggerSettings = _trigger(0.0)
     clock_skew_ms: TriggerSettings = _trigger(None)
     broker_disconnected: TriggerSettings = _trigger(0.0, "HALTED")
+    feed_down: TriggerSettings = _trigger(0.0)
 
 
 class RiskSettings(_Section):
@@ -177,6 +178,69 @@ class ControlSettings(_Section):
     token_file: str = Field("", description="file with the token (mode 600), used when the variable is unset")
 
 
+class FeedSettings(_Section):
+    """The live market-data feed of `depthd run` / `depthd record`: one venue, its symbols, endpoints."""
+
+    venue: Literal["binance", "binance_usdm", "okx", "kraken", "ccxt", "ib"] = "binance"
+    symbols: list[str] = Field(default_factory=list, description="the venue's symbols (BTCUSDT, BTC-USDT, XMR/USD)")
+    ws_url: str = Field("", description="websocket base URL; empty = the venue's production endpoint")
+    rest_url: str = Field("", description="REST base URL; empty = the venue's production endpoint")
+    depth_speed: Literal["100ms", "250ms", "500ms", "1000ms"] = Field("100ms", description="Binance diff-depth "
+                                                                        "cadence")
+    trades: Literal["trade", "aggTrade", "none"] = "trade"
+    book_ticker: bool = Field(True, description="Binance bookTicker: the venue's best bid/ask checks the book")
+    snapshot_limit: int = Field(1000, ge=5, le=5000, description="levels a side in a REST depth snapshot")
+    ping_interval_s: float = Field(20.0, gt=0, le=600)
+    ping_timeout_s: float = Field(10.0, gt=0, le=600)
+    stale_after_s: float = Field(10.0, gt=0, le=3600, description="no frame for this long => reconnect")
+    reconnect_initial_s: float = Field(0.5, gt=0, le=60)
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600)
+    rest_timeout_s: float = Field(10.0, gt=0, le=120)
+    rest_weight_limit: int = Field(0, ge=0, description="REST weight per minute we allow ourselves; 0 = "
+                                   "the venue's default (Binance spot 6000, USD-M 2400), kept at 80%")
+    max_resyncs: int = Field(5, ge=1, le=1000, description="more resyncs than this within resync_window_s "
+                             "make the symbol untradeable")
+    resync_window_s: float = Field(60.0, gt=0, le=86_400)
+    ccxt_exchange: str = Field("", pattern=r"^[a-z0-9]*$", description="ccxt exchange id (venue = ccxt)")
+    ccxt_sandbox: bool = False
+    ccxt_depth: int = Field(50, ge=1, le=5000, description="levels a side asked of watch_order_book")
+    ib_host: str = "127.0.0.1"
+    ib_port: int = Field(4002, ge=1, le=65_535, description="TWS 7497 / IB Gateway 4002 (paper accounts)")
+    ib_client_id: int = Field(17, ge=0)
+    ib_depth_rows: int = Field(10, ge=1, le=100)
+    ib_contracts: dict[str, dict[str, str]] = Field(default_factory=dict, description="symbol -> ib_async "
+                                                    "Contract fields (secType, symbol, exchange, currency)")
+
+    @model_validator(mode="after")
+    def _venue_needs(self) -> FeedSettings:
+        if len(set(self.symbols)) != len(self.symbols):
+            raise ValueError("symbols: listed twice")
+        if self.venue == "ccxt" and not self.ccxt_exchange:
+            raise ValueError("ccxt_exchange: required when venue = 'ccxt'")
+        if self.venue == "ib":
+            missing = [s for s in self.symbols if s not in self.ib_contracts]
+            if missing:
+                raise ValueError(f"ib_contracts: no contract for {missing}")
+        for key in ("ws_url", "rest_url"):
+            url = getattr(self, key)
+            if url and not url.startswith(("ws://", "wss://", "http://", "https://")):
+                raise ValueError(f"{key}: not a ws(s):// or http(s):// URL (got {url!r})")
+        if self.reconnect_initial_s > self.reconnect_max_s:
+            raise ValueError("reconnect_initial_s exceeds reconnect_max_s")
+        return self
+
+
+class RecordSettings(_Section):
+    """Recording of every raw frame and REST answer, with its receive time (zstd NDJSON, DESIGN formats)."""
+
+    enabled: bool = Field(False, description="record while trading (`depthd record` always records)")
+    dir: str = Field("recordings", min_length=1)
+    rotate_minutes: int = Field(60, ge=1, le=1440, description="a new file at every boundary of this many minutes")
+    max_file_mb: int = Field(512, ge=1, le=1_000_000, description="... or once a file is this big")
+    zstd_level: int = Field(3, ge=1, le=19)
+    flush_interval_ms: int = Field(1000, ge=10, le=60_000, description="data reaches the disk at least this often")
+
+
 class PaperSettings(_Section):
     latency_us: int = Field(0, ge=0, le=60_000_000)
     taker_fee_bps: float = Field(0.0, ge=-100, le=100)
@@ -199,6 +263,8 @@ class Settings(_Section):
     risk: RiskSettings = Field(default_factory=RiskSettings)
     paper: PaperSettings = Field(default_factory=PaperSettings)
     control: ControlSettings = Field(default_factory=ControlSettings)
+    feed: FeedSettings = Field(default_factory=FeedSettings)
+    record: RecordSettings = Field(default_factory=RecordSettings)
     report: ReportSettings = Field(default_factory=ReportSettings)
 
     @model_validator(mode="after")

@@ -107,6 +107,7 @@ class Replay:
             if router is None:
                 adapter = adapter_for(venue, instrument_lookup(self.settings, {}))
                 router = by_venue[venue] = FeedRouter(self.path.engine, adapter, drop_requests=True)
+                self.path.monitor.feeds.append(adapter.health)
             router.wire(self._symbols_of[path])
             routers[str(path)] = router
         self.by_venue = by_venue

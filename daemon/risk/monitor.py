@@ -25,6 +25,7 @@ from daemon.portfolio import Portfolio
 from daemon.risk.gate import RiskGate
 from daemon.risk.state import TradingStateMachine
 from daemon.risk.triggers import RiskFacts, TriggerSet
+from daemon.venues.health import FeedHealth
 
 
 def day_start(now_ns: int, reset_time: str, zone: str) -> int:
@@ -74,6 +75,7 @@ class RiskMonitor:
         self._rejected: deque[int] = deque()
         self.fill_breach: str | None = None
         self.last_facts = RiskFacts()
+        self.feeds: list[FeedHealth] = []  # the venue feeds' health (connection, untradeable symbols)
 
     # --- what the engine reports -----------------------------------------------------------------
 
@@ -83,6 +85,13 @@ class RiskMonitor:
             self.not_live_since[symbol] = ts_recv
         self.last_event[symbol] = ts_recv
         self.skew_ns[symbol] = ts_recv - ts_venue  # signed; its size is judged
+
+    def register(self, symbol: str, ts: int) -> None:
+        """A feed subscribed to the symbol at ts: from now on its silence and a missing book count,
+        even if it never sends a message."""
+        if symbol not in self.last_event:
+            self.last_event[symbol] = ts
+            self.not_live_since.setdefault(symbol, ts)
 
     def on_book_state(self, symbol: str, live: bool, ts: int) -> None:
         """The symbol's book became LIVE, or stopped being LIVE, at ts."""
@@ -160,6 +169,11 @@ class RiskMonitor:
         for sym, skew in self.skew_ns.items():
             if abs(skew) / 1e6 > f.clock_skew_ms:
                 f.clock_skew_ms, f.worst["skew"] = abs(skew) / 1e6, sym
+        for feed in self.feeds:
+            problem = feed.problem(now)
+            if problem is not None:
+                f.feed_problem = problem
+                break
         return f
 
     def _acknowledge_resume(self, now: int) -> None:
@@ -188,4 +202,4 @@ class RiskMonitor:
                           "broker_errors": f.broker_errors, "feed_stale_ms": round(f.feed_stale_ms, 3),
                           "book_invalid_ms": round(f.book_invalid_ms, 3), "clock_skew_ms": round(f.clock_skew_ms, 3),
                           "model_problem": f.model_problem, "fill_breach": f.fill_breach,
-                          "broker_connected": f.broker_connected}}
+                          "broker_connected": f.broker_connected, "feed_problem": f.feed_problem}}

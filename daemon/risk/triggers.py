@@ -37,6 +37,7 @@ class RiskFacts:
     model_problem: str | None = None
     clock_skew_ms: float = 0.0  # worst symbol: |receive - venue time| of its last event
     broker_connected: bool = True
+    feed_problem: str | None = None  # a live feed down or banned, or a symbol its sync rules gave up on
     worst: dict[str, str] = field(default_factory=dict)  # fact -> the symbol behind it
 
 
@@ -62,6 +63,7 @@ CONDITIONS: dict[str, Condition] = {
     "model": lambda f, t: f.model_problem,
     "clock_skew_ms": lambda f, t: _over(f.clock_skew_ms, t, f"clock skew {f.worst.get('skew', '')}", " ms"),
     "broker_disconnected": lambda f, t: None if f.broker_connected else "broker disconnected",
+    "feed_down": lambda f, t: f.feed_problem,
 }
 
 

@@ -32,6 +32,7 @@ class FeedHealth:
     """One venue feed: connection facts and every symbol's sync facts."""
 
     venue: str
+    live: bool = False  # a network feed (a replay's adapters keep sync facts only)
     connected: bool = False
     connects: int = 0
     disconnects: int = 0
@@ -60,6 +61,16 @@ class FeedHealth:
     def untradeable(self) -> list[str]:
         """Symbols the sync rules gave up on."""
         return sorted(s for s, h in self.symbols.items() if h.untradeable)
+
+    def problem(self, now_ns: int) -> str | None:
+        """What is wrong with this feed for risk, or None: an IP ban, a live feed down, a symbol given up."""
+        if self.banned:
+            return f"{self.venue}: the venue banned our IP (HTTP 418)"
+        if self.live and not self.connected:
+            return f"{self.venue}: feed disconnected"
+        for sym in self.untradeable():
+            return f"{self.venue} {sym} untradeable: {self.symbols[sym].untradeable_reason}"
+        return None
 
 
 class ResyncPolicy:

@@ -32,6 +32,7 @@ CASES: dict[str, tuple[float, RiskFacts, RiskFacts, str]] = {
                       "clock skew X 75 ms > 50 ms"),
     "broker_disconnected": (0.0, RiskFacts(broker_connected=False), RiskFacts(broker_connected=True),
                             "broker disconnected"),
+    "feed_down": (0.0, RiskFacts(feed_problem="binance: feed disconnected"), RiskFacts(), "feed disconnected"),
 }
 
 
@@ -188,9 +189,9 @@ def test_the_defaults() -> None:
     ts = TriggerSet(TriggersSettings())
 
     assert ts.names == ["fill_breach", "reject_rate", "broker_errors", "feed_stale_ms", "book_invalid_ms", "model",
-                        "broker_disconnected"]
+                        "broker_disconnected", "feed_down"]
     d = TriggersSettings()
     assert (d.daily_loss.state, d.fill_breach.state, d.broker_errors.state, d.broker_disconnected.state) == (
         "HALTED", "HALTED", "HALTED", "HALTED")
-    assert (d.feed_stale_ms.state, d.book_invalid_ms.state, d.model.state, d.reject_rate.state) == (
-        "REDUCING", "REDUCING", "REDUCING", "REDUCING")
+    assert (d.feed_stale_ms.state, d.book_invalid_ms.state, d.model.state, d.reject_rate.state,
+            d.feed_down.state) == ("REDUCING", "REDUCING", "REDUCING", "REDUCING", "REDUCING")
