@@ -1,4 +1,5 @@
-"""The depthd command line: `depthd replay`, `features`, `train`, `check-config`.
+"""The depthd command line: `depthd replay`, `features`, `train`, `run`, `record`, `kill`, `resume`,
+`status`, `check-config`.
 
 Exit codes: 0 success, 2 bad input (a replay file), 3 bad configuration (or model), 4 the control
 endpoint (no daemon, token refused), 1 anything unexpected.
@@ -61,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_kill_arguments(sub.add_parser("kill", help="halt the running daemon: cancel its orders (and flatten)"))
     add_resume_arguments(sub.add_parser("resume", help="let a halted daemon trade again"))
     add_status_arguments(sub.add_parser("status", help="the running daemon's trading state, positions, PnL"))
+
+    run = sub.add_parser("run", help="trade (paper) on the live feed of [feed]; records too if [record] enabled")
+    run.add_argument("--config", default=DEFAULT_CONFIG, help="config file (default: %(default)s)")
+    run.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = until SIGTERM)")
+
+    rec = sub.add_parser("record", help="record the live feed of [feed] (no trading) for replay")
+    rec.add_argument("--config", default=DEFAULT_CONFIG, help="config file (default: %(default)s)")
+    rec.add_argument("--out", metavar="DIR", help="directory of the recordings (default: [record] dir)")
+    rec.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = until SIGTERM)")
 
     cc = sub.add_parser("check-config", help="validate a config file")
     cc.add_argument("--config", default=DEFAULT_CONFIG, help="config file (default: %(default)s)")
@@ -147,6 +157,42 @@ def cmd_train(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_run(args: argparse.Namespace, record_only: bool = False) -> int:
+    """`depthd run` / `depthd record`: a live session until SIGINT/SIGTERM or --duration."""
+    from daemon.config import load_settings
+    from daemon.live import LiveSession
+    from daemon.logs import configure_logging
+
+    settings = load_settings(args.config)
+    configure_logging(settings.daemon.log_level)
+    out = getattr(args, "out", None)
+
+    async def main() -> LiveSession:
+        import signal
+
+        session = LiveSession(settings, record_only=record_only, record_dir=out)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if args.duration > 0:
+            loop.call_later(args.duration, stop.set)
+        await session.run(stop)
+        return session
+
+    try:
+        import uvloop
+
+        session = uvloop.run(main())
+    except ImportError:
+        session = asyncio.run(main())
+    from daemon.live_summary import summary_lines
+
+    for line in summary_lines(session):
+        print(line)
+    return EXIT_OK
+
+
 def _control(name: str) -> Callable[[argparse.Namespace], int]:
     """`depthd kill/resume/status`: the control client's command of that name."""
 
@@ -174,7 +220,8 @@ def _run(replay: Replay, speed: float) -> ReplayResult:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `depthd` console script and `python -m daemon`; returns the exit code."""
     args = build_parser().parse_args(argv)
-    handler = {"replay": cmd_replay, "features": cmd_features, "train": cmd_train, "kill": _control("cmd_kill"),
+    handler = {"replay": cmd_replay, "features": cmd_features, "train": cmd_train, "run": cmd_run,
+               "record": lambda a: cmd_run(a, record_only=True), "kill": _control("cmd_kill"),
                "resume": _control("cmd_resume"), "status": _control("cmd_status"),
                "check-config": cmd_check_config}[args.command]
     try:

@@ -1,0 +1,176 @@
+"""A live session: the venue feed, the recorder and the trading path on one event loop (`depthd run`,
+`depthd record`).
+
+Every message a feed receives goes, in the same loop step and in receive order, to the recorder (raw
+bytes, receive time) and through the FeedRouter into the engine, with the LiveClock pinned to its
+receive time, so a replay of the recording takes the same decisions (DESIGN: one path). The
+adapter's requests (a snapshot, a resubscription) go back to the feed. A recorder failure never
+stops trading; a malformed message is counted, logged and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import structlog
+
+from daemon.app import TradingPath, build_path, instrument_lookup
+from daemon.clock import LiveClock
+from daemon.config import Settings
+from daemon.errors import ConfigError
+from daemon.routing import FeedRouter
+from daemon.sources.venue_feeds import Feed, build_feed
+from daemon.venues import DecodeError, ResyncPolicy, adapter_for
+
+if TYPE_CHECKING:
+    from daemon.control import ControlServer
+    from daemon.sources.recorder import Recorder
+
+log = structlog.get_logger("depthd.live")
+
+_LATENCY_RING = 1 << 17
+
+
+@dataclass
+class LiveStats:
+    """What the session has seen: messages, decode errors by problem, route latency samples."""
+
+    messages: int = 0
+    decode_errors: int = 0
+    decode_problems: dict[str, int] = field(default_factory=dict)
+    started_ns: int = 0
+    # receive-to-book-updated latency of the last messages, ns (a ring; `route_latency_ns()` reads it)
+    latency: np.ndarray = field(default_factory=lambda: np.zeros(_LATENCY_RING, np.int64))
+    latency_n: int = 0
+
+
+class LiveSession:
+    """One daemon's live market data and trading path (`record_only`: record and keep books, no trading)."""
+
+    def __init__(self, settings: Settings, *, record_only: bool = False, record_dir: str | None = None) -> None:
+        feed = settings.feed
+        if not feed.symbols:
+            raise ConfigError("feed.symbols: list the symbols to subscribe to")
+        if not record_only and settings.daemon.mode != "paper":
+            raise ConfigError(f"daemon.mode: `depthd run` trades paper here (mode = 'paper'); got "
+                              f"{settings.daemon.mode!r} (live brokers are configured with the broker gateways)")
+        self.settings = settings
+        self.record_only = record_only
+        self.clock = LiveClock()
+        self.path: TradingPath = build_path(settings, self.clock, feed.symbols)
+        if record_only:
+            self.path.engine.detach_trading()
+        self.adapter = adapter_for(feed.venue, instrument_lookup(settings, {}))
+        if hasattr(self.adapter, "policy"):
+            self.adapter.policy = ResyncPolicy(feed.max_resyncs, int(feed.resync_window_s * 1e9))
+        self.router = FeedRouter(self.path.engine, self.adapter, feed.symbols)
+        self.path.monitor.feeds.append(self.adapter.health)
+        self.stats = LiveStats()
+        self.recorder: Recorder | None = None
+        if record_only or settings.record.enabled:
+            from daemon.sources.recorder import Recorder
+
+            rec = settings.record
+            self.recorder = Recorder(record_dir or rec.dir, feed.venue, list(feed.symbols), now=self.clock.now,
+                                     rotate_s=rec.rotate_minutes * 60, max_bytes=rec.max_file_mb << 20,
+                                     level=rec.zstd_level, flush_interval_s=rec.flush_interval_ms / 1000,
+                                     header_extra={"instance": settings.daemon.instance, "source": "live"})
+        self.feed: Feed = build_feed(feed, self.adapter.health, self.on_message, self.clock.now)
+        self.control_url: str | None = None
+        self._last_problem = ""
+
+    # --- the per-message path ---------------------------------------------------------------------
+
+    def on_message(self, ts_recv: int, channel: str, symbol: str, msg: Any) -> None:
+        """Record one message, route it through the path at its receive time, pass on the adapter's requests."""
+        if self.recorder is not None:
+            self.recorder.write(ts_recv, channel, symbol, msg)
+        stats = self.stats
+        stats.messages += 1
+        clock = self.clock
+        clock.pin(ts_recv)
+        try:
+            self.router.route(ts_recv, symbol, channel, msg)
+        except DecodeError as exc:
+            self._decode_failed(channel, symbol, exc)
+        finally:
+            clock.release()
+        stats.latency[stats.latency_n & (_LATENCY_RING - 1)] = time.time_ns() - ts_recv
+        stats.latency_n += 1
+        requests = self.router.take_requests()
+        for req in requests:
+            log.info("feed_request", venue=self.adapter.venue, request=type(req).__name__, symbol=req.symbol,
+                     reason=req.reason)
+            self.feed.request(req)
+
+    def _decode_failed(self, channel: str, symbol: str, exc: DecodeError) -> None:
+        """Count a bad message by its kind of problem; log the first of a run of the same problem."""
+        self.stats.decode_errors += 1
+        problem = str(exc).split(":")[0][:60]
+        self.stats.decode_problems[problem] = self.stats.decode_problems.get(problem, 0) + 1
+        if problem != self._last_problem:
+            log.warning("bad_message", venue=self.adapter.venue, channel=channel, symbol=symbol, problem=str(exc))
+        self._last_problem = problem
+
+    def route_latency_ns(self) -> np.ndarray:
+        """The receive-to-book-updated latencies kept (the last 131,072 messages), ns."""
+        n = min(self.stats.latency_n, _LATENCY_RING)
+        return self.stats.latency[:n].copy()
+
+    # --- running ----------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until `stop` is set (or forever): feed, recorder flushes, control endpoint."""
+        stop = stop or asyncio.Event()
+        self.stats.started_ns = self.clock.now()
+        self.clock.start()
+        for symbol in self.settings.feed.symbols:
+            self.path.monitor.register(symbol, self.stats.started_ns)
+        server = await self._start_control()
+        tasks = [asyncio.create_task(self.feed.run(), name="feed")]
+        if self.recorder is not None:
+            tasks.append(asyncio.create_task(self._flush_recorder(), name="recorder-flush"))
+        waiter = asyncio.create_task(stop.wait(), name="stop")
+        try:
+            done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not waiter and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            waiter.cancel()
+            await self.feed.close()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if self.recorder is not None:
+                self.recorder.close()
+            if server is not None:
+                await server.stop()
+
+    async def _flush_recorder(self) -> None:
+        assert self.recorder is not None
+        interval = self.settings.record.flush_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            self.recorder.flush()
+
+    async def _start_control(self) -> ControlServer | None:
+        ctl = self.settings.control
+        if not ctl.enabled:
+            return None
+        from daemon.control import ControlServer, load_token
+        from daemon.operator import OperatorControl
+
+        token = load_token(ctl.token_env, ctl.token_file or None)
+        server = ControlServer(OperatorControl(self.path), token, ctl.host, ctl.port)
+        await server.start()
+        self.control_url = server.url
+        log.info("control_listening", url=server.url)
+        return server
