@@ -27,7 +27,7 @@ FORMAT = "depthd-recording"
 VERSION = 1
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _MAX_HEADER_BYTES = 1 << 20
-_RESERVED_HEADER_KEYS = frozenset({"format", "version", "venue", "symbols", "depthd_version"})
+RESERVED_HEADER_KEYS = frozenset({"format", "version", "venue", "symbols", "depthd_version"})
 
 
 class RecordingWriter:
@@ -36,7 +36,7 @@ class RecordingWriter:
     def __init__(
         self, path: str | Path, venue: str, symbols: list[str], *, level: int = 3, **header_extra: Any
     ) -> None:
-        clash = _RESERVED_HEADER_KEYS & header_extra.keys()
+        clash = RESERVED_HEADER_KEYS & header_extra.keys()
         if clash:
             raise ValueError(f"header_extra may not set {sorted(clash)}")
         if not isinstance(venue, str) or not venue:
@@ -82,12 +82,16 @@ class RecordingWriter:
             self._file.flush()
 
     def close(self) -> None:
-        """End the zstd frame and close the file; closing twice is harmless."""
+        """End the zstd frame and close the file; closing twice is harmless. The file is closed even
+        when ending the frame fails (a full disk): the error propagates, the handle does not leak."""
         if self._closed:
             return
         self._closed = True
-        self._zst.flush(zstandard.FLUSH_FRAME)
-        self._zst.close()
+        try:
+            self._zst.flush(zstandard.FLUSH_FRAME)
+            self._zst.close()
+        finally:
+            self._file.close()
 
     def __enter__(self) -> RecordingWriter:
         return self
@@ -112,9 +116,12 @@ def _raw_json(msg: bytes) -> bytes:
 class RecordingReader:
     """Reads a recording: the header now (to fail early), the records on each iteration."""
 
-    def __init__(self, path: str | Path, on_bad: BadLineHandler | None = None) -> None:
+    def __init__(self, path: str | Path, on_bad: BadLineHandler | None = None, raw_messages: bool = False) -> None:
         self.path = str(path)
         self._on_bad = on_bad
+        # raw_messages: hand each `m` on as its bytes exactly as recorded (the writer puts it last), so a
+        # venue adapter decodes the very bytes the live feed received, on its fast path
+        self._raw = raw_messages
         check_readable(self.path)
         self.header: dict[str, Any] = _read_header(self.path)
         self.venue: str = self.header["venue"]
@@ -127,15 +134,21 @@ class RecordingReader:
         prev_t: int | None = None
         lineno = 0
         with open(name, "rb") as fh:
-            splitter = LineSplitter(_guarded_reader(fh))
+            stream = _FrameReader(fh)
+            splitter = LineSplitter(stream.read)
             try:
                 for raw in splitter:
                     lineno += 1
                     if lineno == 1:
                         continue
                     try:
-                        obj = loads(raw)
-                        t, ch, sym, m = obj["t"], obj["ch"], obj["sym"], obj["m"]
+                        cut = raw.find(b',"m":') if self._raw else -1
+                        if cut > 0 and raw.endswith(b"}"):
+                            obj = loads(raw[:cut] + b"}")
+                            t, ch, sym, m = obj["t"], obj["ch"], obj["sym"], raw[cut + 5:-1]
+                        else:
+                            obj = loads(raw)
+                            t, ch, sym, m = obj["t"], obj["ch"], obj["sym"], obj["m"]
                     except (decode_error, KeyError, TypeError) as exc:
                         report_bad(on_bad, InputError(name, lineno, _shape_problem(raw, exc)))
                         continue
@@ -154,10 +167,54 @@ class RecordingReader:
                 return
         if splitter.tail:
             report_bad(on_bad, InputError(name, lineno + 1, "torn last line (truncated recording)"))
+        elif not stream.frame_ended:
+            report_bad(on_bad, InputError(name, lineno + 1, "no zstd frame end: the recording was not closed "
+                                                            "(a crash, or still being written)"))
 
 
 class _ZstdFailed(Exception):
     """Carries a zstd decoding failure out of the line splitter, apart from handler errors."""
+
+
+class _FrameReader:
+    """Decompresses a file frame by frame; `frame_ended` says whether the data stopped at a frame's end
+    (a recording closed properly) or inside one (the process died before closing it)."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._dctx = zstandard.ZstdDecompressor()
+        self._dobj = self._dctx.decompressobj()
+        self._failed: zstandard.ZstdError | None = None
+        self.frame_ended = True
+
+    def read(self, size: int) -> bytes:
+        """Up to about `size` compressed bytes' worth of decompressed data; b"" at the end of the file.
+        A zstd failure surfaces as `_ZstdFailed` after everything decoded before it was returned."""
+        while True:
+            if self._failed is not None:
+                raise _ZstdFailed() from self._failed
+            data = self._fh.read(size)
+            if not data:
+                return b""
+            out = []
+            while data:
+                try:
+                    out.append(self._dobj.decompress(data))
+                except zstandard.ZstdError as exc:
+                    self._failed = exc
+                    break
+                if self._dobj.eof:
+                    data = self._dobj.unused_data
+                    self._dobj = self._dctx.decompressobj()
+                    self.frame_ended = True
+                else:
+                    data = b""
+                    self.frame_ended = False
+            chunk = b"".join(out)
+            if chunk:
+                return chunk
+            if self._failed is not None:
+                raise _ZstdFailed() from self._failed
 
 
 def _guarded_reader(fh: BinaryIO) -> Callable[[int], bytes]:

@@ -143,7 +143,8 @@ class WsVenueFeed:
                     resp = await self.rest.get_with_retry(path, params, weight, backoff=backoff)
                 except RateLimited as exc:
                     if exc.banned:
-                        log.error("snapshot_banned", venue=self.venue, symbol=req.symbol, retry_after_s=exc.retry_after_s)
+                        log.error("snapshot_banned", venue=self.venue, symbol=req.symbol,
+                                  retry_after_s=exc.retry_after_s)
                     await asyncio.sleep(max(exc.retry_after_s, backoff.next()))
                     continue
                 except RestError as exc:
