@@ -222,7 +222,10 @@ class Engine:
                     continue
                 self._strategy_failing = False
                 if target is not None:
-                    self.pursue(target)
+                    if sync.tradeable:
+                        self.pursue(target)
+                    else:  # no intent from a book that is not provably in sync
+                        self.counts["targets_not_live"] += 1
         self.counts["samples"] += len(self._sampled)
         if on_sample is not None:
             self.portfolio.record_equity(ts)

@@ -305,14 +305,16 @@ def test_an_invalid_book_halts_by_trigger(tmp_path: Path) -> None:
     settings = config(risk={"evaluate_ms": 100,
                             "triggers": {"book_invalid_ms": {"threshold": 300, "state": "HALTED"}}})
     lines = session(crossed=(5, 7))  # the first crossed snapshot comes at 5.01 s
-    _rp, g, _, report = run(tmp_path, settings, lambda ts, pos, n: 300 if n % 20 < 10 else -300, lines=lines)
+    rp, g, _, report = run(tmp_path, settings, lambda ts, pos, n: 300 if n % 20 < 10 else -300, lines=lines)
 
     risk = report["risk"]
     assert [t["by"] for t in risk["transitions"]] == ["trigger:book_invalid_ms"]
     assert risk["transitions"][0]["ts"] == T0 + 5_400 * MS, "the first evaluation more than 300 ms later"
     halted_at = risk["transitions"][0]["ts"]
     assert g.sent and all(t < halted_at for t, _, _ in g.sent), "nothing after the halt, though the book heals"
-    assert report["rejects"]["halted"] > 50 and report["rejects"]["book_not_live"] > 0
+    assert report["rejects"]["halted"] > 50
+    assert rp.path.engine.counts["targets_not_live"] > 0 and "book_not_live" not in report["rejects"], \
+        "no intent at all from a book that is not LIVE"
 
 
 def test_a_halt_cancels_the_resting_orders(tmp_path: Path) -> None:
