@@ -96,7 +96,8 @@ class BaseAdapter:
         """The requests made since the last call."""
         if not self._requests:
             return []
-        out, self._requests = self._requests, []
+        out = self._requests.copy()
+        self._requests.clear()  # in place: sync machines hold `self._requests.append`
         return out
 
     def verifier(self, symbol: str) -> Callable[[Book, int], bool] | None:
