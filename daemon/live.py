@@ -80,7 +80,7 @@ class LiveSession:
                                      rotate_s=rec.rotate_minutes * 60, max_bytes=rec.max_file_mb << 20,
                                      level=rec.zstd_level, flush_interval_s=rec.flush_interval_ms / 1000,
                                      header_extra={"instance": settings.daemon.instance, "source": "live"})
-        self.feed: Feed = build_feed(feed, self.adapter.health, self.on_message, self.clock.now)
+        self.feed: Feed = build_feed(feed, self.adapter, self.on_message, self.clock.now)
         self.control_url: str | None = None
         self._last_problem = ""
 

@@ -21,8 +21,10 @@ the owner's own timer. Data reaches the OS, not necessarily the platter: no fsyn
   written again ends the run (logged);
 - a file that vanished under us (deleted, directory removed) is noticed at the next size check;
   it counts as an error and the next line starts a new file (the directory is made again);
-- a bad message (not JSON-serialisable, raw bytes that are not JSON, wrong argument types) is
-  counted in `bad_lines` and `dropped_lines` and logged (at counts 1, 2, 4, 8, ...);
+- raw bytes that are not JSON (a malformed frame) are recorded as a JSON string of their text, so a
+  replay meets the same bad frame (`malformed_kept`);
+- a bad message (not JSON-serialisable, wrong argument types) is counted in `bad_lines` and
+  `dropped_lines` and logged (at counts 1, 2, 4, 8, ...);
 - a receive time earlier than the last one written is recorded as the last one (`clamped`),
   because a replay needs non-decreasing time.
 """
@@ -111,6 +113,7 @@ class Recorder:
         self.errors = 0
         self.dropped_lines = 0
         self.bad_lines = 0
+        self.malformed_kept = 0  # frames that were not JSON, recorded as JSON strings of their text
         self.clamped = 0
         self.hook_errors = 0
         self.failing = False
@@ -188,8 +191,18 @@ class Recorder:
             self._drop()
             return
         except (TypeError, ValueError) as exc:
-            self._bad(f"{type(exc).__name__}: {exc}")
-            return
+            if not isinstance(msg, bytes | bytearray | memoryview):
+                self._bad(f"{type(exc).__name__}: {exc}")
+                return
+            # a frame that is not JSON is kept as a JSON string of its text, so that a replay meets the
+            # same bad frame where the live session met it (and counts it the same way)
+            self.malformed_kept += 1
+            try:
+                w.write(ts, channel, symbol, orjson.dumps(bytes(msg).decode("utf-8", "replace")))
+            except (OSError, zstandard.ZstdError) as exc2:
+                self._fail(exc2, "write")
+                self._drop()
+                return
         self._last_t = ts
         self.lines += 1
         self._file_lines += 1

@@ -21,7 +21,7 @@ from daemon.config import FeedSettings
 from daemon.sources.backoff import Backoff
 from daemon.sources.rest import RateLimited, RestClient, RestError
 from daemon.sources.ws import WsConnection
-from daemon.venues import CH_MARKER, CH_SNAPSHOT, CH_WS, FeedRequest, Resubscribe, SnapshotRequest
+from daemon.venues import CH_MARKER, CH_SNAPSHOT, CH_WS, FeedRequest, Resubscribe, SnapshotRequest, VenueAdapter
 from daemon.venues.health import FeedHealth
 
 log = structlog.get_logger("depthd.feed")
@@ -52,9 +52,10 @@ class Feed(Protocol):
 class WsVenueFeed:
     """One websocket venue: subscription, frames, markers, and the adapter's requests."""
 
-    def __init__(self, settings: FeedSettings, health: FeedHealth, sink: Sink, now: Callable[[], int]) -> None:
+    def __init__(self, settings: FeedSettings, adapter: VenueAdapter, sink: Sink, now: Callable[[], int]) -> None:
         self.settings = settings
-        self.health = health
+        self.adapter = adapter
+        self.health = health = adapter.health
         self.sink = sink
         self.now = now
         self.venue = settings.venue
@@ -71,7 +72,7 @@ class WsVenueFeed:
         if self.venue in ("binance", "binance_usdm"):
             default_limit = 6000 if self.venue == "binance" else 2400
             limit = settings.rest_weight_limit or int(default_limit * 0.8)
-            self.rest = RestClient(settings.rest_url or self._module().default_rest_url(self._market()),
+            self.rest = RestClient(settings.rest_url or type(adapter).DEFAULT_REST_URL,
                                    health=health, now=now, timeout_s=settings.rest_timeout_s,
                                    weight_limit_per_min=limit)
 
@@ -85,14 +86,10 @@ class WsVenueFeed:
         mod = self._module()
         s = self.settings
         if self.venue in ("binance", "binance_usdm"):
-            return mod.combined_stream_url(s.ws_url or None, self.symbols, market=self._market(),
-                                           depth_speed=s.depth_speed,
-                                           trades=None if s.trades == "none" else s.trades,
+            return mod.combined_stream_url(s.ws_url or type(self.adapter).DEFAULT_WS_URL, self.symbols,
+                                           depth_speed=s.depth_speed, trades="" if s.trades == "none" else s.trades,
                                            book_ticker=s.book_ticker)
         return s.ws_url or mod.DEFAULT_WS_URL
-
-    def _market(self) -> str:
-        return "usdm" if self.venue == "binance_usdm" else "spot"
 
     def _subscribe_frames(self) -> list[Any]:
         if self.venue in ("binance", "binance_usdm"):
@@ -134,8 +131,7 @@ class WsVenueFeed:
 
     async def _fetch_snapshot(self, req: SnapshotRequest) -> None:
         assert self.rest is not None
-        path, params, weight = self._module().snapshot_request(req.symbol, self.settings.snapshot_limit,
-                                                               market=self._market())
+        path, params, weight = type(self.adapter).snapshot_request(req.symbol, self.settings.snapshot_limit)
         backoff = Backoff(self.settings.reconnect_initial_s, self.settings.reconnect_max_s)
         try:
             while True:
@@ -171,15 +167,15 @@ class WsVenueFeed:
             await self.rest.close()
 
 
-def build_feed(settings: FeedSettings, health: FeedHealth, sink: Sink, now: Callable[[], int]) -> Feed:
-    """The feed of the configured venue."""
-    health.live = True
+def build_feed(settings: FeedSettings, adapter: VenueAdapter, sink: Sink, now: Callable[[], int]) -> Feed:
+    """The feed of the configured venue, delivering to `sink` and keeping the adapter's health."""
+    adapter.health.live = True
     if settings.venue == "ccxt":
         from daemon.sources.ccxt_feed import build_ccxt_feed
 
-        return build_ccxt_feed(settings, health, sink, now)
+        return build_ccxt_feed(settings, adapter.health, sink, now)
     if settings.venue == "ib":
         from daemon.sources.ib_feed import build_ib_feed
 
-        return build_ib_feed(settings, health, sink, now)
-    return WsVenueFeed(settings, health, sink, now)
+        return build_ib_feed(settings, adapter.health, sink, now)
+    return WsVenueFeed(settings, adapter, sink, now)
