@@ -190,3 +190,29 @@ def watch_books(router: Any, engine: Any, out: list[tuple]) -> None:
             out.append((sym, str(sync.state), sync.last_seq, top))
 
     router.route_events = wrapped
+
+
+async def test_okx_checksum_mismatch_resubscribes_and_rebuilds(tmp_path: Path) -> None:
+    from tests.fakes.okx_venue import FakeOkx
+
+    sym = "BTC-USDT"
+    fake = FakeOkx([sym], source="synthetic", seed=5)
+    await fake.start()
+    settings = live_settings(tmp_path, "okx", [sym], fake.ws_url)
+    async with fake, LiveHarness(fake, settings) as h:
+        await h.settle(sym)
+        sync = h.sync(sym)
+        checks = sync.checksum_checks
+        await fake.push(50)
+        await h.settle(sym, push=1)
+        assert sync.checksum_checks > checks and sync.checksum_failures == 0
+        fake.corrupt_next()
+        await fake.push(20)
+        await h.until(lambda: sync.checksum_failures == 1, what="the checksum mismatch")
+        await h.settle(sym)
+        assert h.session.adapter.health.symbol(sym).resyncs == 1
+        fake.disconnect()
+        await h.until(lambda: h.session.adapter.health.disconnects == 1, what="the disconnect")
+        await h.settle(sym)
+        assert sync.checksum_failures == 1
+        assert h.intents_on_untradeable_books() == []
