@@ -83,6 +83,7 @@ class LiveSession:
         self.feed: Feed = build_feed(feed, self.adapter, self.on_message, self.clock.now)
         self.control_url: str | None = None
         self._last_problem = ""
+        self.books_at_stop: dict[str, dict[str, Any]] = {}
 
     # --- the per-message path ---------------------------------------------------------------------
 
@@ -117,6 +118,15 @@ class LiveSession:
             log.warning("bad_message", venue=self.adapter.venue, channel=channel, symbol=symbol, problem=str(exc))
         self._last_problem = problem
 
+    def book_summary(self) -> dict[str, dict[str, Any]]:
+        """Each symbol's book state, depth and trusted depth now."""
+        out = {}
+        for sym, sync in sorted(self.path.engine.syncs.items()):
+            nb, na = sync.book.trusted_levels()
+            out[sym] = {"state": str(sync.state), "bids": sync.book.n_bid, "asks": sync.book.n_ask,
+                        "trusted_bids": nb, "trusted_asks": na}
+        return out
+
     def route_latency_ns(self) -> np.ndarray:
         """The receive-to-book-updated latencies kept (the last 131,072 messages), ns."""
         n = min(self.stats.latency_n, _LATENCY_RING)
@@ -143,6 +153,7 @@ class LiveSession:
                     raise task.exception()  # type: ignore[misc]
         finally:
             waiter.cancel()
+            self.books_at_stop = self.book_summary()  # closing the feed resets the books
             await self.feed.close()
             for task in tasks:
                 task.cancel()

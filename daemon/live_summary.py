@@ -14,6 +14,7 @@ def summary_lines(session: LiveSession) -> list[str]:
     lines = [f"feed {h.venue}: {session.stats.messages} messages, {h.connects} connect(s), "
              f"{h.disconnects} disconnect(s), {h.stale_reconnects} silent-feed reconnect(s), "
              f"{session.stats.decode_errors} bad message(s)"]
+    books = session.books_at_stop or session.book_summary()
     for sym in sorted(eng.syncs):
         sync = eng.syncs[sym]
         sh = h.symbols.get(sym)
@@ -21,10 +22,10 @@ def summary_lines(session: LiveSession) -> list[str]:
         if sh is not None:
             extra = (f", gaps {sh.gaps}, resyncs {sh.resyncs}, stale snapshots {sh.stale_snapshots}"
                      + (f", UNTRADEABLE ({sh.untradeable_reason})" if sh.untradeable else ""))
-        nb, na = sync.book.trusted_levels()
-        lines.append(f"  {sym}: {sync.state}, {sync.book.n_bid}/{sync.book.n_ask} levels "
-                     f"({nb}/{na} trusted), checksum failures {sync.checksum_failures}/{sync.checksum_checks}, "
-                     f"quote mismatches {sync.quote_mismatches}/{sync.quote_checks}{extra}")
+        b = books[sym]
+        lines.append(f"  {sym}: {b['state']} at stop, {b['bids']}/{b['asks']} levels ({b['trusted_bids']}/"
+                     f"{b['trusted_asks']} trusted), checksum failures {sync.checksum_failures}/"
+                     f"{sync.checksum_checks}, quote mismatches {sync.quote_mismatches}/{sync.quote_checks}{extra}")
     lat = session.route_latency_ns()
     if len(lat):
         p50, p99 = np.percentile(lat, [50, 99]) / 1e3
