@@ -203,7 +203,8 @@ class FeedSettings(_Section):
     resync_window_s: float = Field(60.0, gt=0, le=86_400)
     ccxt_exchange: str = Field("", pattern=r"^[a-z0-9]*$", description="ccxt exchange id (venue = ccxt)")
     ccxt_sandbox: bool = False
-    ccxt_depth: int = Field(50, ge=1, le=5000, description="levels a side asked of watch_order_book")
+    ccxt_depth: int = Field(0, ge=0, le=5000, description="levels a side asked of watch_order_book; 0 = the "
+                            "venue's default channel (a limit can select a channel that needs a login, e.g. OKX 50)")
     ib_host: str = "127.0.0.1"
     ib_port: int = Field(4002, ge=1, le=65_535, description="TWS 7497 / IB Gateway 4002 (paper accounts)")
     ib_client_id: int = Field(17, ge=0)

@@ -25,7 +25,7 @@ from daemon.config import Settings
 from daemon.errors import ConfigError
 from daemon.routing import FeedRouter
 from daemon.sources.venue_feeds import Feed, build_feed
-from daemon.venues import DecodeError, ResyncPolicy, adapter_for
+from daemon.venues import DecodeError, ResyncPolicy, SnapshotRequest, adapter_for
 
 if TYPE_CHECKING:
     from daemon.control import ControlServer
@@ -79,11 +79,20 @@ class LiveSession:
             self.recorder = Recorder(record_dir or rec.dir, feed.venue, list(feed.symbols), now=self.clock.now,
                                      rotate_s=rec.rotate_minutes * 60, max_bytes=rec.max_file_mb << 20,
                                      level=rec.zstd_level, flush_interval_s=rec.flush_interval_ms / 1000,
-                                     header_extra={"instance": settings.daemon.instance, "source": "live"})
+                                     header_extra={"instance": settings.daemon.instance, "source": "live"},
+                                     on_rotate=self._on_rotate)
         self.feed: Feed = build_feed(feed, self.adapter, self.on_message, self.clock.now)
         self.control_url: str | None = None
         self._last_problem = ""
         self.books_at_stop: dict[str, dict[str, Any]] = {}
+
+    def _on_rotate(self, path: str) -> None:
+        """A new recording file: on Binance, ask for a checkpoint snapshot of every symbol, so the file
+        replays on its own (live, the adapter ignores a snapshot it did not await)."""
+        assert self.recorder is not None
+        if len(self.recorder.files) > 1 and self.adapter.venue in ("binance", "binance_usdm"):
+            for symbol in self.settings.feed.symbols:
+                self.feed.request(SnapshotRequest(symbol, "checkpoint"))
 
     # --- the per-message path ---------------------------------------------------------------------
 
