@@ -8,6 +8,8 @@ symbol, msg)` (the live session records them and routes them through
 `daemon.venues.ccxt_book.CcxtAdapter`), so a replay runs the same adapter on the same messages.
 See the adapter's docstring for the message shapes.
 
+A symbol whose book has not come for `stale_after_s` is a silent connection: the same marker goes out
+and the exchange's connections are closed, so the next watch reconnects and resubscribes.
 When ccxt raises for a symbol's book (a network error, its own InvalidNonce/ChecksumError resync, an
 exchange error), a "marker" message `{"event": "disconnected", "reason": ...}` goes out for that symbol
 (once per outage: only when a book had come through since the last one) and the watch is retried
@@ -65,7 +67,7 @@ class CcxtFeed:
 
     def __init__(self, exchange: Any, symbols: list[str], *, sink: Sink, health: FeedHealth,
                  now: Callable[[], int] = time.time_ns, limit: int | None = None, trades: bool = True,
-                 backoff: Callable[[], Backoff] | None = None) -> None:
+                 backoff: Callable[[], Backoff] | None = None, stale_after_s: float | None = None) -> None:
         if not symbols or len(set(symbols)) != len(symbols):
             raise ValueError(f"symbols must be a non-empty list without repeats, got {symbols!r}")
         if limit is not None and (type(limit) is not int or limit <= 0):
@@ -79,6 +81,7 @@ class CcxtFeed:
         self._sink = sink
         self._now = now
         self._backoff = backoff or Backoff
+        self.stale_after_s = stale_after_s  # no book for this long: the connection is silent, start over
         self._stop = asyncio.Event()
         self._has_book = dict.fromkeys(self.symbols, False)
         self._tasks: list[asyncio.Task] = []
@@ -114,9 +117,19 @@ class CcxtFeed:
         backoff = self._backoff()
         while not self._stop.is_set():
             try:
-                book = await self.exchange.watch_order_book(symbol, self.limit)
+                book = await asyncio.wait_for(self.exchange.watch_order_book(symbol, self.limit),
+                                              self.stale_after_s)
             except FATAL:
                 raise
+            except TimeoutError:
+                # connected but silent (ccxt's reader can also stop quietly after a bad frame): a fault
+                if self._stop.is_set():
+                    return
+                self.health.stale_reconnects += 1
+                self._book_failed(symbol, TimeoutError(f"no book for {self.stale_after_s:g} s"))
+                with contextlib.suppress(Exception):
+                    await self.exchange.close()  # the next watch opens a fresh connection and subscribes
+                continue
             except Exception as exc:  # a network error, ccxt's own resync, an exchange error: retry
                 if self._stop.is_set():
                     return
@@ -206,6 +219,6 @@ def build_ccxt_feed(settings: FeedSettings, health: FeedHealth, sink: Sink, now:
             raise ConfigError(f"{key}: ccxt's {settings.ccxt_exchange} has no single {kind} URL to replace")
         api[kind] = url
     return CcxtFeed(exchange, list(settings.symbols), sink=sink, health=health, now=now,
-                    limit=settings.ccxt_depth or None,
+                    limit=settings.ccxt_depth or None, stale_after_s=settings.stale_after_s,
                     trades=settings.trades != "none",
                     backoff=lambda: Backoff(settings.reconnect_initial_s, settings.reconnect_max_s))

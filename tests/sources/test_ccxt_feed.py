@@ -106,12 +106,13 @@ def frames(shared_data: Path) -> list[dict]:
 
 
 async def start(fake: FakeOkx, snapshot: dict, *, limit: int | None = None, trades: bool = True,
-                recorder: RecordingWriter | None = None):
+                recorder: RecordingWriter | None = None, stale_after_s: float | None = None):
     fake.snapshots[INST_ID] = snapshot
     ex = okx_exchange(fake.url)
     h = Harness(ex, limit, recorder)
     health = FeedHealth("ccxt")
-    feed = CcxtFeed(ex, [SYM], sink=h.sink, health=health, limit=limit, trades=trades, backoff=fast_backoff)
+    feed = CcxtFeed(ex, [SYM], sink=h.sink, health=health, limit=limit, trades=trades, backoff=fast_backoff,
+                    stale_after_s=stale_after_s)
     task = asyncio.create_task(feed.run())
     async with asyncio.timeout(GUARD_S):
         await fake.wait_subscribed("books", INST_ID)
@@ -223,6 +224,22 @@ async def test_dropped_connection_gives_a_marker_then_a_reconnect_and_a_fresh_sn
     assert isinstance(snap, BookSnapshot) and h.sync.live  # ...and equal to ccxt's (checked in the sink)
     assert fake.connections == 2 and fake.ops.count(("subscribe", "books", INST_ID)) == 2
     assert (health.connects, health.disconnects) == (2, 1)
+
+
+@pytest.mark.shared_data
+async def test_a_silent_connection_is_dropped_and_resubscribed(fake, frames) -> None:
+    snapshot, _ = split(frames)
+    feed, task, h, health = await start(fake, snapshot, trades=False, stale_after_s=0.3)
+    await h.next("ccxt_book")
+
+    _, marker, (reset,) = await h.next("marker")  # the fake sends nothing after the snapshot
+    assert marker["event"] == "disconnected" and "no book for 0.3 s" in marker["reason"]
+    assert isinstance(reset, BookReset) and health.stale_reconnects == 1
+    _, _, (snap,) = await h.next("ccxt_book")
+    await stop(feed, task)
+
+    assert isinstance(snap, BookSnapshot) and h.sync.live
+    assert fake.connections == 2 and fake.ops.count(("subscribe", "books", INST_ID)) == 2
 
 
 @pytest.mark.shared_data
