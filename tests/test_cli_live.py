@@ -81,7 +81,7 @@ async def test_record_then_replay_the_recording(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "daemon", "replay", str(files[0]), "--config", str(replay_cfg), "--report",
         str(tmp_path / "out"), cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out_b, err_b = await proc.communicate()
+    _, err_b = await proc.communicate()
     assert proc.returncode == 0, err_b.decode()
     assert (tmp_path / "out" / "report.json").is_file()
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from daemon.errors import InputError
+from daemon.sources.hftbacktest import HftbacktestReader, looks_like_hftbacktest
 from daemon.sources.merge import merge_by_receive_time
 from daemon.sources.normalized import read_normalized
 from daemon.sources.recording import FORMAT, VERSION, RecordingReader, RecordingWriter
@@ -19,6 +20,7 @@ __all__ = [
     "FORMAT",
     "VERSION",
     "BadLineHandler",
+    "HftbacktestReader",
     "RawRecord",
     "RecordingReader",
     "RecordingWriter",
@@ -39,7 +41,9 @@ def open_replay_input(
 
     A recording names its venue and symbols in its header; a given `symbol` must be one of them
     and narrows the records to it. A normalized file is venue "generic", and its symbol is the
-    given one or else the file name without the suffix.
+    given one or else the file name without the suffix. Any other `.gz` whose first line opens with
+    `<digits> {` is an hftbacktest collector file (venue "binance" or "binance_usdm", symbols from
+    its stream names; a given `symbol` narrows the records to it).
     """
     name = str(path)
     base = Path(name).name
@@ -56,4 +60,8 @@ def open_replay_input(
             if not sym:
                 raise InputError(name, None, "cannot take a symbol from the file name; pass one")
             return GENERIC_VENUE, [sym], read_normalized(name, sym, on_bad, raw_lines=True)
-    raise InputError(name, None, "unknown input format; expected .rec.zst or .ndjson[.gz]")
+    if base.endswith(".gz") and looks_like_hftbacktest(name):
+        hbt = HftbacktestReader(name, symbol, on_bad)
+        return hbt.venue, hbt.symbols, iter(hbt)
+    raise InputError(name, None,
+                     "unknown input format; expected .rec.zst or .ndjson[.gz] (or an hftbacktest collector .gz)")

@@ -116,15 +116,15 @@ def test_receive_time_going_back_is_recorded_as_the_last_one(tmp_path: Path) -> 
 
 def test_bad_messages_are_counted_and_dropped_never_raised(tmp_path: Path) -> None:
     rec = Recorder(tmp_path, "t", ["X"])
-    rec.write(SEC, "ws", "X", b"pong")  # not JSON
+    rec.write(SEC, "ws", "X", b"pong")  # a frame that is not JSON: kept as a JSON string, for replay to meet
     rec.write(SEC, "ws", "X", {"x": {1, 2}})  # not serialisable
     rec.write("1", "ws", "X", {})  # type: ignore[arg-type]
     rec.write(SEC, "ws", "X", {"ok": 1})
     rec.close()
     rec.write(2 * SEC, "ws", "X", {"late": 1})
 
-    assert (rec.bad_lines, rec.dropped_lines, rec.lines, rec.errors) == (3, 4, 1, 0)
-    assert read(rec.files[0])[0] == [(SEC, "ws", "X", {"ok": 1})]
+    assert (rec.bad_lines, rec.dropped_lines, rec.lines, rec.errors, rec.malformed_kept) == (2, 3, 2, 0, 1)
+    assert read(rec.files[0])[0] == [(SEC, "ws", "X", "pong"), (SEC, "ws", "X", {"ok": 1})]
 
 
 def test_a_directory_that_cannot_be_made_fails_softly_and_recovers(tmp_path: Path) -> None:

@@ -72,5 +72,5 @@ def test_rejects_a_message_that_is_not_an_object(adapter) -> None:
 
 
 def test_unknown_venue_names_the_known_ones() -> None:
-    with pytest.raises(DecodeError, match="known: .*generic"):
+    with pytest.raises(DecodeError, match=r"known: .*generic"):
         adapter_for("nasdaq-itch", lambda s: INST)
