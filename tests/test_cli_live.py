@@ -89,7 +89,7 @@ async def test_record_then_replay_the_recording(tmp_path: Path) -> None:
 async def test_run_trades_paper_on_the_live_feed_and_stops_cleanly(tmp_path: Path) -> None:
     async with FakeBinance("spot", [SYM], source="synthetic", seed=9) as fake:
         cfg = write_config(tmp_path / "live.toml", tmp_path, fake.ws_url, fake.rest_url)
-        code, out, err = await run_cli(fake, "run", "--config", str(cfg), "--duration", "3")
+        code, out, err = await run_cli(fake, "run", "--config", str(cfg), "--duration", "5", pushes=50)
     assert code == 0, err
     assert "feed binance:" in out and "BTCUSDT: LIVE" in out, out
     assert "trading state ACTIVE" in out

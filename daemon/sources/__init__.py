@@ -40,7 +40,7 @@ def open_replay_input(
     """Open one replay file by its suffix and return (venue, symbols, records).
 
     A recording names its venue and symbols in its header; a given `symbol` must be one of them
-    and narrows the records to it. A normalized file is venue "generic", and its symbol is the
+    and narrows the records to it (and to the lines of no symbol: connection markers). A normalized file is venue "generic", and its symbol is the
     given one or else the file name without the suffix. Any other `.gz` whose first line opens with
     `<digits> {` is an hftbacktest collector file (venue "binance" or "binance_usdm", symbols from
     its stream names; a given `symbol` narrows the records to it).
@@ -49,11 +49,14 @@ def open_replay_input(
     base = Path(name).name
     if base.endswith(RECORDING_SUFFIX):
         reader = RecordingReader(name, on_bad)
+        # a venue adapter decodes the recorded bytes themselves, as the live feed did (its fast path)
+        reader.raw_messages = reader.venue != GENERIC_VENUE
         if symbol is None:
             return reader.venue, reader.symbols, iter(reader)
         if symbol not in reader.symbols:
             raise InputError(name, None, f"symbol {symbol!r} is not in this recording ({reader.symbols})")
-        return reader.venue, [symbol], (r for r in reader if r.symbol == symbol)
+        # lines about no one symbol (connection markers) concern every symbol of the connection
+        return reader.venue, [symbol], (r for r in reader if r.symbol == symbol or not r.symbol)
     for suffix in NORMALIZED_SUFFIXES:
         if base.endswith(suffix):
             sym = symbol if symbol is not None else base[: -len(suffix)]

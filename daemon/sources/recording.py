@@ -121,7 +121,7 @@ class RecordingReader:
         self._on_bad = on_bad
         # raw_messages: hand each `m` on as its bytes exactly as recorded (the writer puts it last), so a
         # venue adapter decodes the very bytes the live feed received, on its fast path
-        self._raw = raw_messages
+        self.raw_messages = raw_messages
         check_readable(self.path)
         self.header: dict[str, Any] = _read_header(self.path)
         self.venue: str = self.header["venue"]
@@ -142,7 +142,7 @@ class RecordingReader:
                     if lineno == 1:
                         continue
                     try:
-                        cut = raw.find(b',"m":') if self._raw else -1
+                        cut = raw.find(b',"m":') if self.raw_messages else -1
                         if cut > 0 and raw.endswith(b"}"):
                             obj = loads(raw[:cut] + b"}")
                             t, ch, sym, m = obj["t"], obj["ch"], obj["sym"], raw[cut + 5:-1]

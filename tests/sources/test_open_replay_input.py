@@ -24,7 +24,7 @@ def test_recording_gives_venue_and_symbols_from_header(tmp_path: Path) -> None:
     venue, symbols, records = open_replay_input(path, None, None)
 
     assert (venue, symbols) == ("okx", ["BTC-USDT", "ETH-USDT"])
-    assert [r.msg for r in records] == [{"a": 1}]
+    assert [r.msg for r in records] == [b'{"a":1}'], "a venue adapter gets the recorded bytes"
 
 
 def test_recording_with_symbol_keeps_only_that_symbol(tmp_path: Path) -> None:
@@ -32,11 +32,12 @@ def test_recording_with_symbol_keeps_only_that_symbol(tmp_path: Path) -> None:
     with RecordingWriter(path, "okx", ["BTC-USDT", "ETH-USDT"]) as writer:
         writer.write(1, "books", "BTC-USDT", {"a": 1})
         writer.write(2, "books", "ETH-USDT", {"a": 2})
+        writer.write(3, "marker", "", {"event": "disconnected"})
 
     venue, symbols, records = open_replay_input(path, "ETH-USDT", None)
 
     assert (venue, symbols) == ("okx", ["ETH-USDT"])
-    assert [r.msg for r in records] == [{"a": 2}]
+    assert [r.msg for r in records] == [b'{"a":2}', b'{"event":"disconnected"}'], "and the connection's markers"
 
 
 def test_recording_with_unknown_symbol_is_input_error(tmp_path: Path) -> None:
