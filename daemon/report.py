@@ -40,6 +40,10 @@ def build_report(result: ReplayResult, top_levels: int = 5) -> dict[str, Any]:
             "transitions": sync.transitions,
             "absent_deletes": sync.book.absent_deletes,
             "depth": {"bids": sync.book.n_bid, "asks": sync.book.n_ask},
+            "trusted_depth": dict(zip(("bids", "asks"), sync.book.trusted_levels(), strict=True)),
+            "resets": dict(sorted(sync.resets.items())),  # the venue's sync rules lost the book: gap, disconnect...
+            "checksum": {"checks": sync.checksum_checks, "failures": sync.checksum_failures},
+            "quotes": {"checks": sync.quote_checks, "mismatches": sync.quote_mismatches},
             "final": {
                 "bids": [[inst.price(px), inst.qty(q)] for px, q in zip(bpx.tolist(), bqty.tolist(), strict=True)],
                 "asks": [[inst.price(px), inst.qty(q)] for px, q in zip(apx.tolist(), aqty.tolist(), strict=True)],
@@ -69,6 +73,8 @@ def build_report(result: ReplayResult, top_levels: int = 5) -> dict[str, Any]:
             "delta": eng.counts["delta"],
             "trade": eng.counts["trade"],
             "level_updates": eng.counts["level_updates"],
+            "quote": eng.counts["quote"],
+            "reset": eng.counts["reset"],
             "bad_lines": stats.bad_lines,
             "samples": eng.counts["samples"],
         },
@@ -138,7 +144,9 @@ def summary_lines(report: dict[str, Any], run: dict[str, Any]) -> list[str]:
     for sym, b in report["book"].items():
         bb = b["final"]["bids"][0] if b["final"]["bids"] else None
         ba = b["final"]["asks"][0] if b["final"]["asks"] else None
-        out.append(f"  {sym}: book {b['state']}, crossed {b['crossed']}, best bid {bb}, best ask {ba}")
+        resets = ", ".join(f"{n} {why}" for why, n in b["resets"].items()) or "none"
+        out.append(f"  {sym}: book {b['state']}, crossed {b['crossed']}, resets {resets}, best bid {bb}, "
+                   f"best ask {ba}")
     pnl = report["pnl"]
     out.append(f"orders {report['orders']}, fills {report['fills_total']}, rejects {report['rejects'] or 0}")
     out.append(f"pnl realised {pnl['realised']}, unrealised {pnl['unrealised']}, fees {pnl['fees']}, "
