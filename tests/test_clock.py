@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 
 import pytest
 
@@ -301,3 +302,198 @@ def test_a_quiet_periodic_timer_fires_every_boundary_while_advances_keep_coming(
         clock.advance_to(t)
 
     assert fired == list(range(0, 1_001, 100))
+
+
+# --- LiveClock: pin and release ----------------------------------------------------------------------
+
+HOUR = 3_600_000 * MS
+
+
+def test_pin_fires_the_timers_due_at_or_before_t_in_order_before_returning() -> None:
+    clock = LiveClock()
+    base = clock.now() + HOUR  # far ahead of the wall clock: only the pin can fire them
+    log: list[tuple[str, int, int]] = []
+    clock.call_at(base + 30, recorder(clock, log, "c"))
+    clock.call_at(base + 10, recorder(clock, log, "a1"))
+    clock.call_at(base + 20, recorder(clock, log, "b"))
+    clock.call_at(base + 10, recorder(clock, log, "a2"))
+    clock.call_at(base + 31, recorder(clock, log, "later"))
+
+    clock.pin(base + 30)
+
+    assert log == [("a1", base + 10, base + 10), ("a2", base + 10, base + 10), ("b", base + 20, base + 20),
+                   ("c", base + 30, base + 30)]
+    assert clock.now() == base + 30
+    assert clock.next_due() == base + 31
+    clock.release()
+
+
+def test_pin_holds_now_at_the_receive_time_while_the_wall_clock_moves_on() -> None:
+    clock = LiveClock()
+    t = clock.now()
+    time.sleep(0.002)
+
+    clock.pin(t)
+    held = [clock.now(), clock.now()]
+    clock.release()
+
+    assert held == [t, t]
+    assert clock.now() >= t + 2 * MS, "released: wall time again"
+
+
+def test_after_release_now_never_goes_below_the_last_pinned_time() -> None:
+    clock = LiveClock()
+    t = clock.now() + HOUR
+
+    clock.pin(t)
+    clock.release()
+    after = clock.now()
+    clock.pin(t - 10 * 1_000 * MS)  # an earlier receive time (another connection's message)
+    repinned = clock.now()
+    clock.release()
+
+    assert after == t and repinned == t and clock.now() == t
+
+
+def test_a_timer_between_two_pins_fires_on_the_second_with_its_due_time() -> None:
+    clock = LiveClock()
+    base = clock.now() + HOUR
+    log: list[tuple[str, int, int]] = []
+    clock.pin(base)
+    clock.call_at(base + 5, recorder(clock, log, "x"))
+    clock.release()
+
+    clock.pin(base + 4)
+    first = list(log)
+    clock.release()
+    clock.pin(base + 9)
+    now_after = clock.now()
+    clock.release()
+
+    assert first == []
+    assert log == [("x", base + 5, base + 5)]
+    assert now_after == base + 9
+
+
+def test_a_timer_scheduled_in_the_past_while_pinned_fires_at_the_pinned_time_on_the_next_pin() -> None:
+    clock = LiveClock()
+    base = clock.now() + HOUR
+    log: list[tuple[str, int, int]] = []
+    clock.pin(base)
+    clock.call_at(base - 100, recorder(clock, log, "late"))
+    clock.release()
+
+    clock.pin(base + 1)
+    clock.release()
+
+    assert log == [("late", base, base)]
+
+
+def test_a_callback_fired_by_a_pin_sees_its_due_time_and_later_code_sees_the_pinned_time() -> None:
+    clock = LiveClock()
+    base = clock.now() + HOUR
+    seen: list[int] = []
+    clock.call_at(base + 1, lambda t: seen.append(clock.now()))
+
+    clock.pin(base + 50)
+    seen.append(clock.now())
+    clock.release()
+
+    assert seen == [base + 1, base + 50]
+
+
+def test_pins_drive_periodic_timers_on_their_grid() -> None:
+    clock = LiveClock()
+    period = 10 * MS
+    base = (clock.now() + HOUR) // period * period
+    clock.pin(base)
+    fired: list[int] = []
+    clock.call_every(period, fired.append)
+    clock.release()
+
+    clock.pin(base + 35 * MS)
+    clock.release()
+
+    assert fired == [base + 10 * MS, base + 20 * MS, base + 30 * MS]
+
+
+async def test_a_timer_a_pin_fired_does_not_fire_again_on_the_loop() -> None:
+    clock = LiveClock()
+    fired: list[int] = []
+    due = clock.now() + 20 * MS
+    clock.call_at(due, fired.append)
+
+    clock.pin(due)  # a message received at the timer's due time comes first
+    clock.release()
+    await asyncio.sleep(0.06)
+
+    assert fired == [due]
+
+
+async def test_a_timer_due_after_the_pinned_time_waits_for_the_wall_clock() -> None:
+    clock = LiveClock()
+    done = asyncio.Event()
+    fired: list[tuple[int, int]] = []
+    now = clock.now()
+    when = now + 30 * MS
+
+    def fn(t: int) -> None:
+        fired.append((t, clock.now()))
+        done.set()
+
+    clock.call_at(when, fn)
+    clock.pin(now)
+    clock.release()
+    on_pin = list(fired)
+    await asyncio.wait_for(done.wait(), timeout=2.0)
+
+    assert on_pin == []
+    assert fired == [(when, when)]
+
+
+async def test_no_timer_fires_on_the_loop_while_a_message_is_pinned() -> None:
+    clock = LiveClock()
+    fired: list[int] = []
+    t = clock.now()
+    due = t + 10 * MS
+    clock.call_at(due, fired.append)
+
+    clock.pin(t)
+    await asyncio.sleep(0.04)  # the wall clock passes the timer, but time is held at t
+    held = list(fired)
+    clock.pin(due)  # the next message, at a later receive time, fires it
+    clock.release()
+
+    assert held == [] and fired == [due]
+
+
+@pytest.mark.xfail(strict=True, reason="LiveClock._pump skips while a pin holds the clock and release() does not "
+                   "re-arm the loop: the timer waits for the next message or the next call_at (see report)")
+async def test_a_timer_that_came_due_while_pinned_fires_on_the_loop_after_release() -> None:
+    clock = LiveClock()
+    fired: list[int] = []
+    t = clock.now()
+    due = t + 10 * MS
+    clock.call_at(due, fired.append)
+
+    clock.pin(t)
+    await asyncio.sleep(0.03)
+    clock.release()
+    await asyncio.sleep(0.1)
+
+    assert fired == [due]
+
+
+@pytest.mark.xfail(strict=True, reason="LiveClock.call_every takes its first boundary from the last pinned (or "
+                   "construction) time, not from now: boundaries already past fire at once (see report)")
+async def test_a_periodic_timer_scheduled_after_a_quiet_spell_starts_from_now() -> None:
+    clock = LiveClock()
+    await asyncio.sleep(0.1)  # the clock is not pinned by any message meanwhile
+    fired: list[int] = []
+    scheduled_at = clock.now()
+
+    handle = clock.call_every(20 * MS, fired.append)
+    await asyncio.sleep(0.005)
+    handle.cancel()
+
+    assert [t for t in fired if t <= scheduled_at] == []

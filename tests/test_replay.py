@@ -71,7 +71,8 @@ def test_replay_writes_a_report_with_book_orders_fills_and_pnl(tmp_path: Path) -
     assert code == EXIT_OK
     assert report["inputs"] == [str(data)]
     assert report["events"] == {"messages": 43, "snapshot": 1, "delta": 41, "trade": 1,
-                                "level_updates": 4 + 39 + 4 + 1, "quote": 0, "reset": 0, "bad_lines": 0, "samples": report["events"]["samples"]}
+                                "level_updates": 4 + 39 + 4 + 1, "quote": 0, "reset": 0, "bad_lines": 0,
+                                "samples": report["events"]["samples"]}
     book = report["book"]["X"]
     assert book["state"] == "LIVE" and book["crossed"] == 0
     assert book["final"]["bids"][0] == [100.05, 2.0]

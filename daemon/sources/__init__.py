@@ -40,10 +40,11 @@ def open_replay_input(
     """Open one replay file by its suffix and return (venue, symbols, records).
 
     A recording names its venue and symbols in its header; a given `symbol` must be one of them
-    and narrows the records to it (and to the lines of no symbol: connection markers). A normalized file is venue "generic", and its symbol is the
-    given one or else the file name without the suffix. Any other `.gz` whose first line opens with
-    `<digits> {` is an hftbacktest collector file (venue "binance" or "binance_usdm", symbols from
-    its stream names; a given `symbol` narrows the records to it).
+    and narrows the records to it (and to the lines of no symbol: connection markers). A normalized
+    file is venue "generic", and its symbol is the given one or else the file name without the
+    suffix. Any other `.gz` whose first line opens with `<digits> {` is an hftbacktest collector file
+    (venue "binance" or "binance_usdm", symbols from its stream names; a given `symbol` narrows the
+    records to it).
     """
     name = str(path)
     base = Path(name).name

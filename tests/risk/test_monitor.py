@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from daemon.clock import ReplayClock
 from daemon.config import RiskSettings
@@ -20,6 +21,7 @@ from daemon.portfolio import Portfolio
 from daemon.risk import RiskGate
 from daemon.risk.monitor import RiskMonitor, day_start
 from daemon.risk.state import TradingState, TradingStateMachine
+from daemon.venues.health import FeedHealth, ResyncPolicy
 
 MS = 1_000_000
 SEC = 1_000 * MS
@@ -448,3 +450,165 @@ def test_status_shows_state_fired_triggers_and_facts() -> None:
     assert status["fired"] == {"broker_disconnected": {"state": "HALTED", "detail": "broker disconnected",
                                                        "since": T0}}
     assert status["facts"]["broker_connected"] is False  # type: ignore[index]
+
+
+# --- symbols registered by a feed -----------------------------------------------------------------------
+
+
+def test_a_registered_symbol_that_never_sends_goes_stale() -> None:
+    rig = Rig({"feed_stale_ms": {"threshold": 1000, "state": "REDUCING"}})
+    rig.mon.register("X", T0)
+
+    rig.mon.evaluate(rig.at(T0 + 1000 * MS))
+    at_limit = rig.machine.state
+    rig.mon.evaluate(rig.at(T0 + 1001 * MS))
+
+    assert at_limit is A
+    assert (rig.mon.last_facts.feed_stale_ms, rig.mon.last_facts.worst["feed"]) == (1001.0, "X")
+    assert rig.machine.state is R and "feed X silent for 1001 ms" in rig.machine.transitions[0].reason
+
+
+def test_a_registered_symbol_without_a_book_counts_as_not_live() -> None:
+    rig = Rig({"book_invalid_ms": {"threshold": 500, "state": "HALTED"}})
+    rig.mon.register("Y", T0)
+
+    rig.mon.evaluate(rig.at(T0 + 501 * MS))
+
+    assert (rig.mon.last_facts.book_invalid_ms, rig.mon.last_facts.worst["book"]) == (501.0, "Y")
+    assert rig.machine.state is H and "book Y not LIVE for 501 ms" in rig.machine.transitions[0].reason
+
+
+def test_a_registered_symbol_is_judged_by_its_events_once_they_come() -> None:
+    rig = Rig()
+    rig.mon.register("X", T0)
+    rig.mon.on_market("X", T0 + 2 * SEC, T0 + 2 * SEC)
+    rig.mon.on_book_state("X", True, T0 + 2 * SEC)
+
+    facts = rig.mon.facts(rig.at(T0 + 3 * SEC))
+
+    assert (facts.feed_stale_ms, facts.book_invalid_ms) == (1000.0, 0.0)
+
+
+def test_a_registered_symbols_book_counts_as_not_live_from_registration_not_its_first_event() -> None:
+    rig = Rig()
+    rig.mon.register("X", T0)
+    rig.mon.on_market("X", T0 + 2 * SEC, T0 + 2 * SEC)  # a delta, still no snapshot
+
+    assert rig.mon.facts(rig.at(T0 + 3 * SEC)).book_invalid_ms == 3000.0
+
+
+def test_registering_a_symbol_that_already_sent_changes_nothing() -> None:
+    rig = Rig()
+    rig.mon.on_market("X", T0 + SEC, T0 + SEC)
+    rig.mon.on_book_state("X", True, T0 + SEC)
+
+    rig.mon.register("X", T0)
+    rig.mon.register("X", T0 + 5 * SEC)
+
+    assert rig.mon.last_event == {"X": T0 + SEC}
+    assert rig.mon.not_live_since == {}
+
+
+def test_registering_twice_keeps_the_first_time() -> None:
+    rig = Rig()
+    rig.mon.register("X", T0)
+    rig.mon.register("X", T0 + SEC)
+
+    facts = rig.mon.facts(rig.at(T0 + 2 * SEC))
+
+    assert (facts.feed_stale_ms, facts.book_invalid_ms) == (2000.0, 2000.0)
+
+
+# --- feed health ------------------------------------------------------------------------------------
+
+
+def feed(venue: str = "okx", **kw: Any) -> FeedHealth:
+    return FeedHealth(venue, **kw)
+
+
+def test_no_feeds_or_healthy_feeds_are_no_feed_problem() -> None:
+    rig = Rig()
+    assert rig.mon.facts(T0).feed_problem is None
+
+    rig.mon.feeds += [feed(live=True, connected=True), feed("binance", live=False)]
+
+    assert rig.mon.facts(T0).feed_problem is None
+    rig.mon.evaluate(T0)
+    assert rig.machine.state is A
+
+
+def test_a_disconnected_live_feed_is_the_feed_problem_and_fires_feed_down() -> None:
+    rig = Rig({"feed_down": {"threshold": 0, "state": "HALTED"}})
+    rig.mon.feeds.append(feed(live=True, connected=False))
+
+    rig.mon.evaluate(T0)
+
+    assert rig.mon.last_facts.feed_problem == "okx: feed disconnected"
+    assert rig.machine.state is H
+    last = rig.machine.transitions[-1]
+    assert (last.by, last.reason) == ("trigger:feed_down", "okx: feed disconnected")
+    assert rig.mon.triggers.fire_counts["feed_down"] == 1
+
+
+def test_an_untradeable_symbol_is_the_feed_problem() -> None:
+    rig = Rig({"feed_down": {"threshold": 0, "state": "REDUCING"}})
+    okx = feed(live=True, connected=True)
+    policy = ResyncPolicy(max_resyncs=1, window_ns=10 * SEC)
+    policy.on_resync(okx.symbol("ETH-USDT"), T0, "gap")
+    policy.on_resync(okx.symbol("ETH-USDT"), T0 + MS, "checksum")
+    rig.mon.feeds.append(okx)
+
+    rig.mon.evaluate(rig.at(T0 + MS))
+
+    assert rig.mon.last_facts.feed_problem == "okx ETH-USDT untradeable: 2 resyncs within 10 s (last: checksum)"
+    assert rig.machine.state is R
+
+
+def test_the_first_feed_with_a_problem_is_named() -> None:
+    rig = Rig()
+    rig.mon.feeds += [feed("kraken", live=True, connected=True), feed("binance", live=True, banned=True),
+                      feed("okx", live=True, connected=False)]
+
+    assert rig.mon.facts(T0).feed_problem == "binance: the venue banned our IP (HTTP 418)"
+
+
+def test_feed_down_clears_after_its_clear_period_once_the_feed_is_back() -> None:
+    rig = Rig({"feed_down": {"threshold": 0, "state": "REDUCING", "clear_after_ms": 1000}})
+    okx = feed(live=True, connected=False)
+    rig.mon.feeds.append(okx)
+    rig.mon.evaluate(T0)
+
+    okx.connected = True
+    rig.mon.evaluate(rig.at(T0 + 500 * MS))
+    held = rig.machine.state
+    rig.mon.evaluate(rig.at(T0 + 1000 * MS))
+
+    assert held is R, "cleared for less than clear_after_ms"
+    assert rig.machine.state is A
+    assert rig.mon.last_facts.feed_problem is None
+
+
+def test_feed_down_is_on_by_default_and_leads_to_reducing() -> None:
+    rig = Rig()  # the other triggers are off; [risk.triggers.feed_down] is left at its default
+    rig.mon.feeds.append(feed(live=True, connected=False))
+
+    rig.mon.evaluate(T0)
+
+    assert "feed_down" in rig.mon.triggers.names
+    assert rig.machine.state is R and rig.machine.transitions[-1].by == "trigger:feed_down"
+
+
+def test_a_disabled_feed_down_trigger_leaves_the_state_alone_but_the_fact_is_kept() -> None:
+    rig = Rig({"feed_down": {"enabled": False}})
+    rig.mon.feeds.append(feed(live=True, connected=False))
+
+    rig.mon.evaluate(T0)
+
+    assert rig.machine.state is A
+    assert rig.mon.last_facts.feed_problem == "okx: feed disconnected"
+    assert rig.mon.status()["facts"]["feed_problem"] == "okx: feed disconnected"  # type: ignore[index]
+
+
+def test_an_unknown_key_under_feed_down_is_refused_by_name() -> None:
+    with pytest.raises(ValidationError, match="bogus"):
+        RiskSettings.model_validate({"triggers": {"feed_down": {"threshold": 0, "bogus": 1}}})
