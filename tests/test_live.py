@@ -216,3 +216,48 @@ async def test_okx_checksum_mismatch_resubscribes_and_rebuilds(tmp_path: Path) -
         await h.settle(sym)
         assert sync.checksum_failures == 1
         assert h.intents_on_untradeable_books() == []
+
+
+async def test_a_gap_resyncs_only_its_own_symbol_on_a_combined_stream(tmp_path: Path) -> None:
+    other = "ETHUSDT"
+    fake = FakeBinance("spot", [SYM, other], source="synthetic", seed=4)
+    await fake.start()
+    settings = live_settings(tmp_path, "binance", [SYM, other], fake.ws_url, fake.rest_url)
+    async with fake, LiveHarness(fake, settings) as h:
+        for sym in (SYM, other):
+            await h.settle(sym)
+        await fake.push(20)
+        for sym in (SYM, other):
+            await h.settle(sym, push=1)
+        fake.drop_next(1)
+        await fake.push(1, symbol=SYM)
+        await fake.push(20, symbol=SYM)
+        await h.settle(SYM, push=1)
+        await h.settle(other, push=1)
+        assert h.sync(SYM).resets == {"gap": 1}
+        assert h.sync(other).resets == {}, "the other symbol on the connection kept its book"
+        assert h.session.adapter.health.connects == 1
+
+
+async def test_a_symbol_that_keeps_failing_is_untradeable_and_risk_is_told(tmp_path: Path) -> None:
+    fake, settings = await start(tmp_path, feed={"max_resyncs": 2, "resync_window_s": 60.0},
+                                 risk={"triggers": {"feed_down": {"enabled": True, "threshold": 0}}})
+    async with fake, LiveHarness(fake, settings) as h:
+        await h.settle(SYM)
+        for _ in range(3):
+            await fake.push(5)
+            await h.settle(SYM, push=1)
+            fake.drop_next(1)
+            await fake.push(20)
+            await h.settle(SYM)
+        sh = h.session.adapter.health.symbol(SYM)
+        assert sh.untradeable and "3 resyncs" in sh.untradeable_reason
+        assert h.sync(SYM).live and not h.sync(SYM).tradeable, "in sync again, but given up on"
+        monitor = h.session.path.monitor
+        monitor.evaluate(h.session.clock.now())
+        assert monitor.last_facts.feed_problem and "untradeable" in monitor.last_facts.feed_problem
+        assert str(h.session.path.state.state) == "REDUCING"
+        n = len(h.submitted)
+        await fake.push(50)
+        await asyncio.sleep(0.3)
+        assert len(h.submitted) == n and h.intents_on_untradeable_books() == []
