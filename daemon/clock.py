@@ -156,6 +156,7 @@ class LiveClock(ReplayClock):
         self._holding = False
         self._wake: asyncio.TimerHandle | None = None
         self._wake_at: int | None = None
+        self._pump_missed = False
 
     def now(self) -> int:
         """The pinned receive time (or the firing timer's due time), else wall time in ns."""
@@ -170,9 +171,12 @@ class LiveClock(ReplayClock):
         self.advance_to(t)
 
     def release(self) -> None:
-        """Let now() follow the wall clock again."""
+        """Let now() follow the wall clock again (and fire, on the loop, a timer that came due meanwhile)."""
         self._holding = False
         self._pinned = False
+        if self._pump_missed:
+            self._pump_missed = False
+            self._arm()
 
     def advance_to(self, t: int) -> None:
         """Fire every timer due at or before t (now() reads each one's due time), then re-arm the loop."""
@@ -190,7 +194,9 @@ class LiveClock(ReplayClock):
         return timer
 
     def call_every(self, period_ns: int, fn: TimerFn, quiet_after_ns: int | None = None) -> _Timer:
-        """Fire fn(t) on every multiple t of period_ns from now on."""
+        """Fire fn(t) on every multiple t of period_ns from now on (wall time, when not pinned)."""
+        if not self._pinned:
+            self._now = self.now()  # time has moved on since the last message: start from now
         timer = super().call_every(period_ns, fn, quiet_after_ns)
         self._arm()
         return timer
@@ -214,7 +220,9 @@ class LiveClock(ReplayClock):
 
     def _pump(self) -> None:
         self._wake = self._wake_at = None
-        if not self._holding:
+        if self._holding:
+            self._pump_missed = True  # re-armed by release()
+        else:
             self.advance_to(max(time.time_ns(), self._now))
 
     def start(self) -> None:

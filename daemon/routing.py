@@ -3,7 +3,8 @@
 It owns the link between a venue adapter and the engine's books: each symbol's BookSync gets the
 venue's checksum rule, depth limit and feed-health record, and a book lost for a content reason
 (crossed, checksum, quote mismatch) is handed back to the adapter to resynchronise. A message is
-decoded, the clock moved to its receive time, its events routed, then whatever the resync produced.
+decoded and its events routed, then whatever the resync produced (the caller has moved the clock to
+the message's receive time: the replay loop, or the live session's `LiveClock.pin`).
 The adapter's requests (fetch a snapshot, resubscribe) are for the live source: `take_requests`.
 """
 

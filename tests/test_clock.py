@@ -467,8 +467,6 @@ async def test_no_timer_fires_on_the_loop_while_a_message_is_pinned() -> None:
     assert held == [] and fired == [due]
 
 
-@pytest.mark.xfail(strict=True, reason="LiveClock._pump skips while a pin holds the clock and release() does not "
-                   "re-arm the loop: the timer waits for the next message or the next call_at (see report)")
 async def test_a_timer_that_came_due_while_pinned_fires_on_the_loop_after_release() -> None:
     clock = LiveClock()
     fired: list[int] = []
@@ -484,8 +482,6 @@ async def test_a_timer_that_came_due_while_pinned_fires_on_the_loop_after_releas
     assert fired == [due]
 
 
-@pytest.mark.xfail(strict=True, reason="LiveClock.call_every takes its first boundary from the last pinned (or "
-                   "construction) time, not from now: boundaries already past fire at once (see report)")
 async def test_a_periodic_timer_scheduled_after_a_quiet_spell_starts_from_now() -> None:
     clock = LiveClock()
     await asyncio.sleep(0.1)  # the clock is not pinned by any message meanwhile

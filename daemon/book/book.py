@@ -51,9 +51,10 @@ class Book:
         and ask are not trusted (`trusted_levels`)."""
         if complete:
             self.trust_bid_px = self.trust_ask_px = NO_PRICE
-        else:
-            self.trust_bid_px = int(bid_px.min()) if len(bid_px) else NO_PRICE
-            self.trust_ask_px = int(ask_px.max()) if len(ask_px) else NO_PRICE
+        else:  # the worst level the snapshot holds (a size-0 entry holds nothing)
+            bids, asks = bid_px[bid_qty > 0], ask_px[ask_qty > 0]
+            self.trust_bid_px = int(bids.min()) if len(bids) else NO_PRICE
+            self.trust_ask_px = int(asks.max()) if len(asks) else NO_PRICE
         self._reserve(len(bid_px), len(ask_px), replace=True)
         self.n_bid = kernels.load_side(self.bid_px, self.bid_qty, bid_px, bid_qty, 1)
         self.n_ask = kernels.load_side(self.ask_key, self.ask_qty, ask_px, ask_qty, -1)
@@ -80,6 +81,8 @@ class Book:
     def truncate(self, max_levels: int) -> None:
         """Keep only the best `max_levels` of each side (a venue that says a book is that deep drops
         what falls out of the window without sending a delete: Kraken)."""
+        if max_levels < 0:
+            raise ValueError(f"{self.symbol}: max_levels must be >= 0, got {max_levels}")
         changed = False
         if self.n_bid > max_levels:
             cut = self.n_bid - max_levels

@@ -168,6 +168,9 @@ class CcxtAdapter(BaseAdapter):
             self.policy.on_in_sync(self.health.symbol(symbol), ts_recv)
             return [BookSnapshot(symbol, ts_venue, ts_recv, bid_px, bid_qty, ask_px, ask_qty, seq, None,
                                  limit is None)]
+        h = self.health.symbols.get(symbol)
+        if h is not None and h.untradeable:  # still in sync: given time, tradeable again
+            self.policy.on_in_sync(h, ts_recv)
         d_bid_px, d_bid_qty = level_diff(lv.bid_px, lv.bid_qty, bid_px, bid_qty)
         d_ask_px, d_ask_qty = level_diff(lv.ask_px, lv.ask_qty, ask_px, ask_qty)
         lv.bid_px, lv.bid_qty, lv.ask_px, lv.ask_qty = bid_px, bid_qty, ask_px, ask_qty

@@ -383,9 +383,13 @@ class ChecksumAdapter(BaseAdapter):
         self._step(symbol, FeedEvent.SNAPSHOT)
         self.policy.on_in_sync(self.health.symbol(symbol), ts)
 
-    def _update_passes(self, symbol: str) -> bool:
-        """True when an update may go to BookSync; else it is dropped (and counted) until a snapshot."""
+    def _update_passes(self, symbol: str, ts: int) -> bool:
+        """True when an update may go to BookSync; else it is dropped (and counted) until a snapshot.
+        A symbol given up on hears that it is still in sync, so it becomes tradeable again in time."""
         if self.states.get(symbol) is _LIVE:
+            h = self.health.symbols.get(symbol)
+            if h is not None and h.untradeable:
+                self.policy.on_in_sync(h, ts)
             return True
         self._step(symbol, FeedEvent.UPDATE)
         self.dropped[symbol] += 1

@@ -197,6 +197,9 @@ class IbAdapter(BaseAdapter):
         bad = apply_rows(ops, dom.px, dom.qty, dom.n, dom.num_rows)
         if bad >= 0:
             return self._lost(ts, symbol, dom, ops[bad])
+        h = self.health.symbols.get(symbol)
+        if h is not None and h.untradeable:  # still in sync: given time, tradeable again
+            self.policy.on_in_sync(h, ts)
         bid_px, bid_qty = aggregate(dom.px[BID, :dom.n[BID]], dom.qty[BID, :dom.n[BID]])
         ask_px, ask_qty = aggregate(dom.px[ASK, :dom.n[ASK]], dom.qty[ASK, :dom.n[ASK]])
         if dom.snapshot_next:

@@ -114,7 +114,7 @@ class KrakenAdapter(ChecksumAdapter):
         ask_px, ask_qty = self._levels(asks, inst, "a", _LEVEL_WIDTHS)
         bid_px, bid_qty = self._levels(bids, inst, "b", _LEVEL_WIDTHS)
         ts_venue = _latest(asks, bids, pair, ts_recv)
-        if not self._update_passes(pair):
+        if not self._update_passes(pair, ts_recv):
             return []
         return [BookDelta(pair, ts_venue, ts_recv, bid_px, bid_qty, ask_px, ask_qty, 0, checksum)]
 

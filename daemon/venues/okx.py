@@ -94,7 +94,7 @@ class OkxAdapter(ChecksumAdapter):
             else:
                 self._seq[symbol] = seq
             return [BookSnapshot(symbol, ts_venue, ts_recv, bid_px, bid_qty, ask_px, ask_qty, seq or 0, checksum)]
-        if not self._update_passes(symbol):
+        if not self._update_passes(symbol, ts_recv):
             return []
         if seq is not None:
             last = self._seq.get(symbol)
