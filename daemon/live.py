@@ -182,15 +182,8 @@ class LiveSession:
             self.recorder.flush()
 
     async def _start_control(self) -> ControlServer | None:
-        ctl = self.settings.control
-        if not ctl.enabled:
-            return None
-        from daemon.control import ControlServer, load_token
-        from daemon.operator import OperatorControl
+        from daemon.operator import start_control
 
-        token = load_token(ctl.token_env, ctl.token_file or None)
-        server = ControlServer(OperatorControl(self.path), token, ctl.host, ctl.port)
-        await server.start()
-        self.control_url = server.url
-        log.info("control_listening", url=server.url)
+        server = await start_control(self.settings.control, self.path)
+        self.control_url = server.url if server is not None else None
         return server

@@ -182,17 +182,10 @@ class Replay:
 
     async def _start_control(self) -> ControlServer | None:
         """Serve `depthd kill/resume/status` while the replay runs, if `[control] enabled`."""
-        ctl = self.settings.control
-        if not ctl.enabled:
-            return None
-        from daemon.control import ControlServer, load_token
-        from daemon.operator import OperatorControl
+        from daemon.operator import start_control
 
-        token = load_token(ctl.token_env, ctl.token_file or None)
-        server = ControlServer(OperatorControl(self.path), token, ctl.host, ctl.port)
-        await server.start()
-        log.info("control_listening", url=server.url)
-        self.control_url = server.url
+        server = await start_control(self.settings.control, self.path)
+        self.control_url = server.url if server is not None else None
         return server
 
     async def _run_paced(self, speed: float) -> ReplayResult:

@@ -20,17 +20,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
+import orjson
+
 from daemon.book.book import Book
 from daemon.errors import VenueError
 from daemon.events import MarketEvent
 from daemon.instruments import Instrument
-from daemon.venues.health import FeedHealth
+from daemon.venues.health import FeedHealth, ResyncPolicy
 
 CH_WS, CH_SNAPSHOT, CH_MARKER = "ws", "snapshot", "marker"
 
 
 class DecodeError(VenueError):
     """A venue message that cannot be turned into an event; the message says what is wrong."""
+
+
+def parsed(msg: Any) -> Any:
+    """A message as parsed JSON: raw bytes (as received, or read from a recording) are parsed here."""
+    if isinstance(msg, bytes | bytearray | memoryview | str):
+        try:
+            return orjson.loads(msg)
+        except orjson.JSONDecodeError as exc:
+            raise DecodeError(f"invalid JSON: {exc}") from None
+    return msg
 
 
 class SnapshotRequest(NamedTuple):
@@ -75,14 +87,36 @@ class VenueAdapter(Protocol):
 
 
 class BaseAdapter:
-    """Defaults for a venue without sequence rules: nothing to resync, request or verify."""
+    """Defaults for a venue without sequence rules: nothing to resync, request or verify; and what
+    every adapter needs: the instruments, the resync policy, the requests, the health record."""
 
     venue = "base"
 
-    def __init__(self, instrument: Callable[[str], Instrument]) -> None:
+    def __init__(self, instrument: Callable[[str], Instrument], policy: ResyncPolicy | None = None) -> None:
         self._instrument = instrument
+        self._cache: dict[str, Instrument] = {}
         self._requests: list[FeedRequest] = []
+        self.policy = policy or ResyncPolicy()
         self.health = FeedHealth(self.venue)
+
+    def _inst(self, symbol: str) -> Instrument:
+        """The symbol's instrument (looked up once)."""
+        inst = self._cache.get(symbol)
+        if inst is None:
+            inst = self._cache[symbol] = self._instrument(symbol)
+        return inst
+
+    def _dispatch(self, handlers: dict[str, Callable[[int, str, Any], list[MarketEvent]]], ts_recv: int,
+                  symbol: str, channel: str, msg: Any) -> list[MarketEvent]:
+        """Hand a parsed message to its channel's handler; a DecodeError is counted on the symbol."""
+        handler = handlers.get(channel)
+        if handler is None:
+            raise DecodeError(f"unknown channel {channel!r}; expected {', '.join(handlers)}")
+        try:
+            return handler(ts_recv, symbol, parsed(msg))
+        except DecodeError:
+            self.health.symbol(symbol).decode_errors += 1
+            raise
 
     def decode(self, ts_recv: int, symbol: str, channel: str, msg: Any) -> list[MarketEvent]:
         """The events in one message (each venue's own)."""

@@ -28,7 +28,6 @@ from itertools import chain
 from typing import Any
 
 import numpy as np
-import orjson
 from numba import njit
 
 from daemon.events import BookDelta, BookReset, BookSnapshot, MarketEvent, Side, Trade
@@ -47,16 +46,6 @@ _LEVEL_PROBLEMS = {
     3: "a price off the tick grid",
     4: "a size off the lot grid",
 }
-
-
-def parsed(msg: Any) -> Any:
-    """A message as parsed JSON: raw bytes (a recording read with raw messages) are parsed here."""
-    if isinstance(msg, bytes | bytearray | memoryview | str):
-        try:
-            return orjson.loads(msg)
-        except orjson.JSONDecodeError as exc:
-            raise DecodeError(f"invalid JSON: {exc}") from None
-    return msg
 
 
 def level_diff(old_px: np.ndarray, old_qty: np.ndarray, new_px: np.ndarray,
@@ -113,31 +102,13 @@ class CcxtAdapter(BaseAdapter):
     venue = "ccxt"
 
     def __init__(self, instrument: Callable[[str], Instrument], policy: ResyncPolicy | None = None) -> None:
-        super().__init__(instrument)
-        self.policy = policy or ResyncPolicy()
-        self._cache: dict[str, Instrument] = {}
+        super().__init__(instrument, policy)
         self._books: dict[str, _Levels] = {}
-
-    def _inst(self, symbol: str) -> Instrument:
-        inst = self._cache.get(symbol)
-        if inst is None:
-            inst = self._cache[symbol] = self._instrument(symbol)
-        return inst
+        self._handlers = {CH_CCXT_BOOK: self._book, CH_CCXT_TRADES: self._trades, CH_MARKER: self._marker}
 
     def decode(self, ts_recv: int, symbol: str, channel: str, msg: Any) -> list[MarketEvent]:
         """One feed message to its events (a snapshot or a delta, trades, a reset)."""
-        try:
-            msg = parsed(msg)
-            if channel == CH_CCXT_BOOK:
-                return self._book(ts_recv, symbol, msg)
-            if channel == CH_CCXT_TRADES:
-                return self._trades(ts_recv, symbol, msg)
-            if channel == CH_MARKER:
-                return self._marker(ts_recv, symbol, msg)
-        except DecodeError:
-            self.health.symbol(symbol).decode_errors += 1
-            raise
-        raise DecodeError(f"unknown channel {channel!r}; expected {CH_CCXT_BOOK}, {CH_CCXT_TRADES} or {CH_MARKER}")
+        return self._dispatch(self._handlers, ts_recv, symbol, channel, msg)
 
     def resync(self, symbol: str, reason: str, ts: int) -> list[MarketEvent]:
         """The book was lost downstream: ccxt sends its whole book every time, so the next message

@@ -54,14 +54,7 @@ class GenericAdapter(BaseAdapter):
 
     def __init__(self, instrument: Callable[[str], Instrument]) -> None:
         super().__init__(instrument)
-        self._cache: dict[str, Instrument] = {}
         self._buf = _ParseBuffers()
-
-    def _inst(self, symbol: str) -> Instrument:
-        inst = self._cache.get(symbol)
-        if inst is None:
-            inst = self._cache[symbol] = self._instrument(symbol)
-        return inst
 
     def decode(self, ts_recv: int, symbol: str, channel: str, msg: Any) -> list[MarketEvent]:
         """One normalized line (parsed, or its raw bytes) to one event."""

@@ -42,7 +42,7 @@ from numba import njit
 from daemon.events import BookDelta, BookReset, BookSnapshot, MarketEvent, Side, Trade
 from daemon.instruments import Instrument, OffGridError
 from daemon.venues.base import CH_MARKER, BaseAdapter, DecodeError, Resubscribe
-from daemon.venues.ccxt_book import level_diff, parsed
+from daemon.venues.ccxt_book import level_diff
 from daemon.venues.health import ResyncPolicy
 
 CH_IB_DEPTH, CH_IB_TRADES = "ib_depth", "ib_trades"
@@ -143,31 +143,13 @@ class IbAdapter(BaseAdapter):
     venue = "ib"
 
     def __init__(self, instrument: Callable[[str], Instrument], policy: ResyncPolicy | None = None) -> None:
-        super().__init__(instrument)
-        self.policy = policy or ResyncPolicy()
-        self._cache: dict[str, Instrument] = {}
+        super().__init__(instrument, policy)
         self._doms: dict[str, _Dom] = {}
-
-    def _inst(self, symbol: str) -> Instrument:
-        inst = self._cache.get(symbol)
-        if inst is None:
-            inst = self._cache[symbol] = self._instrument(symbol)
-        return inst
+        self._handlers = {CH_IB_DEPTH: self._depth, CH_IB_TRADES: self._trades, CH_MARKER: self._marker}
 
     def decode(self, ts_recv: int, symbol: str, channel: str, msg: Any) -> list[MarketEvent]:
         """One feed message to its events (depth deltas, trades, a snapshot or a reset)."""
-        try:
-            msg = parsed(msg)
-            if channel == CH_IB_DEPTH:
-                return self._depth(ts_recv, symbol, msg)
-            if channel == CH_IB_TRADES:
-                return self._trades(ts_recv, symbol, msg)
-            if channel == CH_MARKER:
-                return self._marker(ts_recv, symbol, msg)
-        except DecodeError:
-            self.health.symbol(symbol).decode_errors += 1
-            raise
-        raise DecodeError(f"unknown channel {channel!r}; expected {CH_IB_DEPTH}, {CH_IB_TRADES} or {CH_MARKER}")
+        return self._dispatch(self._handlers, ts_recv, symbol, channel, msg)
 
     def resync(self, symbol: str, reason: str, ts: int) -> list[MarketEvent]:
         """The book was lost downstream (crossed): IB's rows are kept, and the next depth message is
