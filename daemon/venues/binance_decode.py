@@ -15,20 +15,13 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from daemon.events import BookDelta, BookSnapshot, Quote, Side, Trade
-from daemon.instruments import Instrument, OffGridError, levels_to_grid
+from daemon.instruments import Instrument, OffGridError
 from daemon.venues.base import DecodeError
+from daemon.venues.levels import to_grid
 
 MS = 1_000_000  # ns per ms
 _EMPTY = np.zeros(0, np.int64)
 _BUY, _SELL = Side.BUY, Side.SELL
-_LEVEL_PROBLEMS = {
-    1: "has a price that is not a positive finite number",
-    2: "has a size that is negative or not a finite number",
-    3: "has a price off the tick grid",
-    4: "has a size off the lot grid",
-}
-
-
 class Depth(NamedTuple):
     """A decoded `depthUpdate`: its delta (seq = `u`) with the first id `U` and, on USD-M, `pu`."""
 
@@ -121,13 +114,9 @@ def levels(data: dict, key: str, inst: Instrument, what: str) -> tuple[np.ndarra
     except ValueError:
         bad = next(r for r in rows if not _is_number(r[0]) or not _is_number(r[1]))
         raise DecodeError(f"{what}: {key!r} has a level that is not a pair of decimal numbers: {bad!r}") from None
-    px = np.empty(n, np.int64)
-    qty = np.empty(n, np.int64)
-    code = levels_to_grid(flat.reshape(n, 2), inst.tick_size, inst.lot_size, px, qty)
-    if code >= 0:
-        row, problem = divmod(code, 10)
-        grid = {3: f" {inst.tick_size!r}", 4: f" {inst.lot_size!r}"}.get(problem, "")
-        raise DecodeError(f"{what}: {key!r} {_LEVEL_PROBLEMS[problem]}{grid}: {rows[row]!r}")
+    px, qty, bad, problem = to_grid(flat.reshape(n, 2), inst)
+    if bad >= 0:
+        raise DecodeError(f"{what}: {key!r} has {problem}: {rows[bad]!r}")
     return px, qty
 
 

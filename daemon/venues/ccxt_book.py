@@ -31,23 +31,16 @@ import numpy as np
 from numba import njit
 
 from daemon.events import BookDelta, BookReset, BookSnapshot, MarketEvent, Side, Trade
-from daemon.instruments import Instrument, OffGridError, levels_to_grid
+from daemon.instruments import Instrument, OffGridError
 from daemon.venues.base import CH_MARKER, BaseAdapter, DecodeError
 from daemon.venues.health import ResyncPolicy
+from daemon.venues.levels import to_grid
 
 CH_CCXT_BOOK, CH_CCXT_TRADES = "ccxt_book", "ccxt_trades"
 
 _EMPTY = np.zeros(0, np.int64)
 _LIST, _PAIR = {list}, {2}
 _SIDES = {"buy": Side.BUY, "sell": Side.SELL}
-_LEVEL_PROBLEMS = {
-    1: "a price that is not a positive finite number",
-    2: "a size that is negative or not a finite number",
-    3: "a price off the tick grid",
-    4: "a size off the lot grid",
-}
-
-
 def level_diff(old_px: np.ndarray, old_qty: np.ndarray, new_px: np.ndarray,
                new_qty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The levels that differ between two states of one book side (prices ascending and unique in
@@ -201,14 +194,10 @@ def _sides(msg: dict, inst: Instrument) -> tuple[np.ndarray, np.ndarray, np.ndar
         flat = np.fromiter(chain(chain.from_iterable(bids), chain.from_iterable(asks)), np.float64, 2 * n)
     except (ValueError, TypeError):
         raise DecodeError(f"{inst.symbol}: 'bids'/'asks' must be lists of [price, size] number pairs") from None
-    px = np.empty(n, np.int64)
-    qty = np.empty(n, np.int64)
-    code = levels_to_grid(flat.reshape(n, 2), inst.tick_size, inst.lot_size, px, qty)
-    if code >= 0:
-        row, what = divmod(code, 10)
-        key, rows, i = ("bids", bids, row) if row < nb else ("asks", asks, row - nb)
-        grid = {3: f" {inst.tick_size!r}", 4: f" {inst.lot_size!r}"}.get(what, "")
-        raise DecodeError(f"{inst.symbol}: {key!r} has {_LEVEL_PROBLEMS[what]}{grid}: {rows[i]!r}")
+    px, qty, bad, problem = to_grid(flat.reshape(n, 2), inst)
+    if bad >= 0:
+        key, rows, i = ("bids", bids, bad) if bad < nb else ("asks", asks, bad - nb)
+        raise DecodeError(f"{inst.symbol}: {key!r} has {problem}: {rows[i]!r}")
     bid_px, bid_qty = px[nb - 1::-1] if nb else _EMPTY, qty[nb - 1::-1] if nb else _EMPTY
     ask_px, ask_qty = px[nb:], qty[nb:]
     if np.any(np.diff(bid_px) <= 0):

@@ -31,9 +31,10 @@ from numba import njit
 from daemon.book.book import Book
 from daemon.errors import IllegalTransition
 from daemon.events import BookReset, MarketEvent
-from daemon.instruments import Instrument, OffGridError, levels_to_grid
+from daemon.instruments import Instrument, OffGridError
 from daemon.venues.base import CH_MARKER, CH_WS, BaseAdapter, DecodeError, Resubscribe
 from daemon.venues.health import ResyncPolicy
+from daemon.venues.levels import to_grid
 
 STRIP = -1  # `out` of a value written as the shortest decimal (OKX)
 _POW10 = np.array([10**k for k in range(19)], np.int64)
@@ -353,15 +354,9 @@ class ChecksumAdapter(BaseAdapter):
             raise DecodeError(f"{self.venue} {inst.symbol}: {where} level {bad!r} has a price or size that "
                               f"is not a number") from None
         n = len(rows)
-        px = np.empty(n, np.int64)
-        qty = np.empty(n, np.int64)
-        code = levels_to_grid(flat.reshape(n, 2), inst.tick_size, inst.lot_size, px, qty)
-        if code >= 0:
-            row, what = divmod(code, 10)
-            problem = {1: "a price that is not a positive number", 2: "a negative size",
-                       3: f"a price off the tick grid {inst.tick_size!r}",
-                       4: f"a size off the lot grid {inst.lot_size!r}"}[what]
-            raise DecodeError(f"{self.venue} {inst.symbol}: {where} level {rows[row]!r} has {problem}")
+        px, qty, bad, problem = to_grid(flat.reshape(n, 2), inst)
+        if bad >= 0:
+            raise DecodeError(f"{self.venue} {inst.symbol}: {where} level {rows[bad]!r} has {problem}")
         return px, qty
 
     def _price_size(self, inst: Instrument, px: Any, sz: Any, where: str) -> tuple[int, int]:

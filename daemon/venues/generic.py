@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 
 from daemon.events import BookDelta, BookSnapshot, MarketEvent, Side, Trade
-from daemon.instruments import Instrument, OffGridError, levels_to_grid
+from daemon.instruments import Instrument, OffGridError
 from daemon.venues.base import BaseAdapter, DecodeError
 from daemon.venues.generic_fast import (
     KIND_DELTA,
@@ -27,6 +27,7 @@ from daemon.venues.generic_fast import (
     OK,
     parse_line,
 )
+from daemon.venues.levels import to_grid
 
 _EMPTY_I = np.zeros(0, np.int64)
 _PAIR = {2}
@@ -97,14 +98,6 @@ class GenericAdapter(BaseAdapter):
         return [cls(symbol, ts_recv, ts_recv, bids[0], bids[1], asks[0], asks[1])]
 
 
-_LEVEL_PROBLEMS = {
-    1: "has a price that is not a positive finite number",
-    2: "has a quantity that is negative or not a finite number",
-    3: "has a price off the tick grid",
-    4: "has a quantity off the lot grid",
-}
-
-
 def _rows(msg: dict, key: str) -> list:
     raw = msg.get(key)
     if raw is None:
@@ -131,14 +124,10 @@ def _book_levels(msg: dict, inst: Instrument) -> tuple[np.ndarray, np.ndarray, n
         flat = np.fromiter(chain(chain.from_iterable(bids), chain.from_iterable(asks)), np.float64, 2 * n)
     except (ValueError, TypeError):
         raise DecodeError("'bids'/'asks' must be lists of [price, qty] number pairs") from None
-    px = np.empty(n, np.int64)
-    qty = np.empty(n, np.int64)
-    code = levels_to_grid(flat.reshape(n, 2), inst.tick_size, inst.lot_size, px, qty)
-    if code >= 0:
-        row, what = divmod(code, 10)
-        key, rows, i = ("bids", bids, row) if row < nb else ("asks", asks, row - nb)
-        grid = {3: f" {inst.tick_size!r}", 4: f" {inst.lot_size!r}"}.get(what, "")
-        raise DecodeError(f"{key!r} {_LEVEL_PROBLEMS[what]}{grid}: {rows[i]!r}")
+    px, qty, bad, problem = to_grid(flat.reshape(n, 2), inst)
+    if bad >= 0:
+        key, rows, i = ("bids", bids, bad) if bad < nb else ("asks", asks, bad - nb)
+        raise DecodeError(f"{key!r} has {problem}: {rows[i]!r}")
     return px[:nb], qty[:nb], px[nb:], qty[nb:]
 
 
