@@ -23,9 +23,9 @@ from daemon.app import TradingPath, build_path, instrument_lookup
 from daemon.clock import LiveClock
 from daemon.config import Settings
 from daemon.errors import ConfigError
-from daemon.routing import FeedRouter
+from daemon.routing import RESYNC_MARKER, FeedRouter
 from daemon.sources.venue_feeds import Feed, build_feed
-from daemon.venues import DecodeError, ResyncPolicy, SnapshotRequest, adapter_for
+from daemon.venues import CH_MARKER, DecodeError, ResyncPolicy, SnapshotRequest, adapter_for
 
 if TYPE_CHECKING:
     from daemon.control import ControlServer
@@ -69,6 +69,7 @@ class LiveSession:
         if hasattr(self.adapter, "policy"):
             self.adapter.policy = ResyncPolicy(feed.max_resyncs, int(feed.resync_window_s * 1e9))
         self.router = FeedRouter(self.path.engine, self.adapter, feed.symbols)
+        self._syncs = self.path.engine.syncs
         self.path.monitor.feeds.append(self.adapter.health)
         self.stats = LiveStats()
         self.recorder: Recorder | None = None
@@ -112,6 +113,13 @@ class LiveSession:
             clock.release()
         stats.latency[stats.latency_n & (_LATENCY_RING - 1)] = time.time_ns() - ts_recv
         stats.latency_n += 1
+        if symbol:
+            sync = self._syncs.get(symbol)
+            if sync is not None and sync.live and not sync.book.top_trusted():
+                # the book's top left the snapshot's depth: rebuild it from a new snapshot, and record
+                # that decision, so a replay of the recording rebuilds it at the same point
+                self.on_message(ts_recv, CH_MARKER, "", {"event": RESYNC_MARKER, "symbol": symbol,
+                                                         "reason": "beyond_trusted_depth"})
         requests = self.router.take_requests()
         for req in requests:
             log.info("feed_request", venue=self.adapter.venue, request=type(req).__name__, symbol=req.symbol,
@@ -147,6 +155,9 @@ class LiveSession:
         """Run until `stop` is set (or forever): feed, recorder flushes, control endpoint."""
         stop = stop or asyncio.Event()
         self.stats.started_ns = self.clock.now()
+        health = self.adapter.health
+        health.started_ns = self.stats.started_ns
+        health.grace_ns = int(self.settings.feed.stale_after_s * 1e9)  # starting or reconnecting is not down
         self.clock.start()
         for symbol in self.settings.feed.symbols:
             self.path.monitor.register(symbol, self.stats.started_ns)

@@ -129,7 +129,7 @@ class Replay:
     def _feed(self, rec: RawRecord) -> None:
         router = self.routers[rec.path]
         try:
-            events = router.adapter.decode(rec.ts_recv, rec.symbol, rec.channel, rec.msg)
+            events = router.decode(rec.ts_recv, rec.symbol, rec.channel, rec.msg)
         except DecodeError as exc:
             router.decode_errors += 1
             self._decode_failed(rec, exc)
@@ -159,7 +159,8 @@ class Replay:
                 progress(5000)
             router = only or routers[rec.path]
             try:
-                events = router.adapter.decode(rec.ts_recv, rec.symbol, rec.channel, rec.msg)
+                decode = router.decode if rec.channel == "marker" else router.adapter.decode
+                events = decode(rec.ts_recv, rec.symbol, rec.channel, rec.msg)
             except DecodeError as exc:
                 router.decode_errors += 1
                 self._decode_failed(rec, exc)

@@ -16,8 +16,11 @@ from typing import Any
 import structlog
 
 from daemon.engine import Engine
-from daemon.events import MarketEvent
-from daemon.venues import DecodeError, FeedRequest, VenueAdapter
+from daemon.events import BookReset, MarketEvent
+from daemon.venues import CH_MARKER, DecodeError, FeedRequest, VenueAdapter
+from daemon.venues.base import parsed
+
+RESYNC_MARKER = "resync"
 
 log = structlog.get_logger("depthd.feed")
 
@@ -57,12 +60,30 @@ class FeedRouter:
     def route(self, ts_recv: int, symbol: str, channel: str, msg: Any) -> list[MarketEvent]:
         """Decode one message and route its events; a DecodeError propagates after being counted."""
         try:
-            events = self.adapter.decode(ts_recv, symbol, channel, msg)
+            events = self.decode(ts_recv, symbol, channel, msg)
         except DecodeError:
             self.decode_errors += 1
             raise
         self.route_events(events)
         return events
+
+    def decode(self, ts_recv: int, symbol: str, channel: str, msg: Any) -> list[MarketEvent]:
+        """The adapter's events of one message; a `resync` marker (the live session decided to rebuild
+        a book, and recorded that it did) restarts the symbol here, so a replay does the same."""
+        if channel == CH_MARKER:
+            marker = parsed(msg)
+            if type(marker) is dict and marker.get("event") == RESYNC_MARKER:
+                sym, reason = marker.get("symbol"), marker.get("reason")
+                if type(sym) is not str or not sym or type(reason) is not str:
+                    raise DecodeError(f"resync marker needs 'symbol' and 'reason' strings, got {marker!r}")
+                return self.refresh(sym, reason, ts_recv)
+        return self.adapter.decode(ts_recv, symbol, channel, msg)
+
+    def refresh(self, symbol: str, reason: str, ts: int) -> list[MarketEvent]:
+        """Throw away a LIVE book that can no longer be proven (its top left the snapshot's depth) and
+        have the adapter rebuild it from a new snapshot."""
+        log.info("book_refresh", venue=self.adapter.venue, symbol=symbol, reason=reason, ts=ts)
+        return [BookReset(symbol, ts, ts, reason), *self.adapter.resync(symbol, reason, ts)]
 
     def route_events(self, events: list[MarketEvent]) -> None:
         """Hand decoded events to the engine, then the events of any resync they caused."""

@@ -94,12 +94,18 @@ class LiveHarness:
                                                                                                          strict=True)]
         return dec(bp, bq), dec(ap, aq)
 
-    def in_step(self, symbol: str) -> bool:
-        """LIVE, caught up with the fake's last update id, and equal to its true book."""
+    def in_step(self, symbol: str, trusted_only: bool = False) -> bool:
+        """LIVE, caught up with the fake's last update id, and equal to its true book (`trusted_only`:
+        the levels within the snapshot's depth equal the true book's best levels)."""
         sync = self.sync(symbol)
         if not sync.live or sync.last_seq != self.fake.update_id(symbol):
             return False
-        return self.book_levels(symbol) == self.fake.true_book(symbol)
+        bids, asks = self.book_levels(symbol)
+        true_bids, true_asks = self.fake.true_book(symbol)
+        if not trusted_only:
+            return (bids, asks) == (true_bids, true_asks)
+        nb, na = sync.book.trusted_levels()
+        return bids[:nb] == true_bids[:nb] and asks[:na] == true_asks[:na] and sync.book.top_trusted()
 
     async def until(self, pred: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
         """Wait (polling) until pred() holds; fail naming `what` after timeout seconds."""
@@ -109,10 +115,10 @@ class LiveHarness:
                 raise AssertionError(f"timed out after {timeout} s waiting for {what or pred}")
             await asyncio.sleep(0.01)
 
-    async def settle(self, symbol: str, push: int = 20, timeout: float = 10.0) -> None:
+    async def settle(self, symbol: str, push: int = 20, timeout: float = 10.0, trusted_only: bool = False) -> None:
         """Push events until the daemon's book is LIVE and equal to the true book."""
         deadline = time.monotonic() + timeout
-        while not self.in_step(symbol):
+        while not self.in_step(symbol, trusted_only):
             if time.monotonic() > deadline:
                 sync = self.sync(symbol)
                 raise AssertionError(f"book of {symbol} not in step: state {sync.state}, seq {sync.last_seq} vs "

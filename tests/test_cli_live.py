@@ -39,6 +39,12 @@ halt_file = "{tmp / 'halt.json'}"
 max_notional = 1e9
 max_order_notional = 1e9
 
+[risk.triggers.book_invalid_ms]
+threshold = 60000          # a loaded CI machine may take seconds to start the process
+
+[risk.triggers.feed_stale_ms]
+threshold = 60000
+
 [feed]
 venue = "binance"
 symbols = ["{SYM}"]

@@ -261,3 +261,31 @@ async def test_a_symbol_that_keeps_failing_is_untradeable_and_risk_is_told(tmp_p
         await fake.push(50)
         await asyncio.sleep(0.3)
         assert len(h.submitted) == n and h.intents_on_untradeable_books() == []
+
+
+async def test_a_top_that_leaves_the_snapshot_depth_is_rebuilt_and_replays_the_same(tmp_path: Path) -> None:
+    fake, settings = await start(tmp_path, feed={"snapshot_limit": 5},
+                                 record={"enabled": True, "dir": str(tmp_path / "rec")})
+    live_states: list[tuple] = []
+    async with fake, LiveHarness(fake, settings) as h:
+        watch_books(h.session.router, h.session.path.engine, live_states)
+        await h.settle(SYM, trusted_only=True)
+        deeper = False
+        for _ in range(30):
+            await fake.push(20)
+            await h.settle(SYM, push=1, trusted_only=True)
+            book = h.sync(SYM).book
+            deeper = deeper or book.trusted_levels() != (book.n_bid, book.n_ask)
+            if h.sync(SYM).resets["beyond_trusted_depth"] >= 1 and deeper:
+                break
+        assert deeper, "levels beyond the 5-level snapshot are kept but not trusted"
+        assert h.sync(SYM).resets["beyond_trusted_depth"] >= 1, "the top walked out of the snapshot depth"
+        assert h.intents_on_untradeable_books() == []
+    files = h.session.recorder.files
+    replay_settings = settings.model_copy(update={"daemon": settings.daemon.model_copy(update={"mode": "replay"})})
+    rp = Replay(replay_settings, files)
+    replay_states: list[tuple] = []
+    watch_books(rp.routers[files[0]], rp.path.engine, replay_states)
+    rp.run()
+    assert replay_states == live_states
+    assert rp.path.engine.syncs[SYM].resets == h.sync(SYM).resets

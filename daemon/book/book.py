@@ -163,6 +163,13 @@ class Book:
             na -= int(np.searchsorted(self.ask_key[:na], -self.trust_ask_px, "left"))
         return nb, na
 
+    def top_trusted(self) -> bool:
+        """The best bid and ask lie within the last snapshot's depth. Beyond it a level that has not
+        changed since the snapshot is missing, so a better price than the book's best may exist."""
+        if self.trust_bid_px != NO_PRICE and self.n_bid and self.bid_px[self.n_bid - 1] < self.trust_bid_px:
+            return False
+        return not (self.trust_ask_px != NO_PRICE and self.n_ask and -self.ask_key[self.n_ask - 1] > self.trust_ask_px)
+
     @property
     def two_sided(self) -> bool:
         """Both sides have at least one level (a mid exists)."""

@@ -106,8 +106,10 @@ class BookSync:
 
     @property
     def tradeable(self) -> bool:
-        """LIVE, and the feed has not given up on the symbol (too many resyncs in a window)."""
-        return self.state is _LIVE and (self.health is None or not self.health.untradeable)
+        """LIVE, its best bid and ask within the snapshot's trusted depth, and the feed has not given
+        up on the symbol (too many resyncs in a window)."""
+        return (self.state is _LIVE and (self.health is None or not self.health.untradeable)
+                and self.book.top_trusted())
 
     def on_snapshot(self, snap: BookSnapshot) -> BookState:
         """Replace the book; LIVE unless the snapshot itself is crossed or fails its checksum."""

@@ -44,6 +44,8 @@ class FeedHealth:
     rest_errors: Counter[str] = field(default_factory=Counter)  # by kind: timeout, http_5xx, rate_limited, ...
     rate_limited_until_ns: int = 0  # a 429/418 asked us to wait until then
     banned: bool = False  # the venue answered 418 (IP ban)
+    started_ns: int = 0  # when the feed started (a live session sets it)
+    grace_ns: int = 0  # a live feed down for less than this (starting, reconnecting) is not yet a problem
     symbols: dict[str, SymbolHealth] = field(default_factory=dict)
 
     def symbol(self, symbol: str) -> SymbolHealth:
@@ -67,7 +69,9 @@ class FeedHealth:
         if self.banned:
             return f"{self.venue}: the venue banned our IP (HTTP 418)"
         if self.live and not self.connected:
-            return f"{self.venue}: feed disconnected"
+            since = self.last_message_ns or self.connected_since_ns or self.started_ns
+            if now_ns - since > self.grace_ns:
+                return f"{self.venue}: feed down for {(now_ns - since) / 1e9:.1f} s"
         for sym in self.untradeable():
             return f"{self.venue} {sym} untradeable: {self.symbols[sym].untradeable_reason}"
         return None

@@ -543,10 +543,10 @@ def test_a_disconnected_live_feed_is_the_feed_problem_and_fires_feed_down() -> N
 
     rig.mon.evaluate(T0)
 
-    assert rig.mon.last_facts.feed_problem == "okx: feed disconnected"
+    assert rig.mon.last_facts.feed_problem.startswith("okx: feed down for ")
     assert rig.machine.state is H
     last = rig.machine.transitions[-1]
-    assert (last.by, last.reason) == ("trigger:feed_down", "okx: feed disconnected")
+    assert last.by == "trigger:feed_down" and last.reason.startswith("okx: feed down for ")
     assert rig.mon.triggers.fire_counts["feed_down"] == 1
 
 
@@ -605,8 +605,8 @@ def test_a_disabled_feed_down_trigger_leaves_the_state_alone_but_the_fact_is_kep
     rig.mon.evaluate(T0)
 
     assert rig.machine.state is A
-    assert rig.mon.last_facts.feed_problem == "okx: feed disconnected"
-    assert rig.mon.status()["facts"]["feed_problem"] == "okx: feed disconnected"  # type: ignore[index]
+    assert rig.mon.last_facts.feed_problem.startswith("okx: feed down for ")
+    assert rig.mon.status()["facts"]["feed_problem"].startswith("okx: feed down")  # type: ignore[index,union-attr]
 
 
 def test_an_unknown_key_under_feed_down_is_refused_by_name() -> None:

@@ -221,7 +221,15 @@ def test_a_replay_feed_is_never_disconnected() -> None:
 
 
 def test_a_live_feed_that_is_down_is_a_problem() -> None:
-    assert FeedHealth("binance", live=True, connected=False).problem(T0) == "binance: feed disconnected"
+    assert FeedHealth("binance", live=True, connected=False).problem(T0).startswith("binance: feed down for ")
+
+
+def test_a_live_feed_starting_or_reconnecting_within_its_grace_is_not_yet_a_problem() -> None:
+    h = FeedHealth("binance", live=True, connected=False, started_ns=T0, grace_ns=10 * 10**9)
+    assert h.problem(T0 + 10 * 10**9) is None
+    assert h.problem(T0 + 10 * 10**9 + 1) == "binance: feed down for 10.0 s"
+    h.last_message_ns = T0 + 20 * 10**9  # it was up, then went down: the grace counts from the last frame
+    assert h.problem(T0 + 25 * 10**9) is None
 
 
 def test_an_ip_ban_is_the_first_problem_named() -> None:
