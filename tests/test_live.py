@@ -289,3 +289,27 @@ async def test_a_top_that_leaves_the_snapshot_depth_is_rebuilt_and_replays_the_s
     rp.run()
     assert replay_states == live_states
     assert rp.path.engine.syncs[SYM].resets == h.sync(SYM).resets
+
+
+@pytest.mark.parametrize("market", ["spot", "usdm"])
+async def test_real_recorded_data_through_gaps_and_disconnects(tmp_path: Path, shared_data: Path, market: str) -> None:
+    fake = FakeBinance(market, [SYM], source="recorded", data_dir=shared_data)
+    await fake.start()
+    venue = "binance" if market == "spot" else "binance_usdm"
+    lot = 0.00000001 if market == "spot" else 0.001  # spot book sizes come with 8 decimals
+    tick = 0.01 if market == "spot" else 0.1
+    settings = live_settings(tmp_path, venue, [SYM], fake.ws_url, fake.rest_url,
+                             instruments={SYM: {"tick_size": tick, "lot_size": lot}})
+    async with fake, LiveHarness(fake, settings) as h:
+        await h.settle(SYM, trusted_only=True)
+        for fault in (lambda: fake.drop_next(1), fake.disconnect, lambda: fake.drop_next(3), lambda: None):
+            await fake.push(50)
+            await h.settle(SYM, push=1, trusted_only=True)
+            fault()
+            await fake.push(30)
+            await h.settle(SYM, push=5, trusted_only=True)
+        sync = h.sync(SYM)
+        assert sync.resets["gap"] == 2 and sync.resets["disconnect"] == 1
+        assert sync.quote_checks > 50 and sync.quote_mismatches == 0
+        assert sum(sync.book.trusted_levels()) > 1000, "the real snapshot's depth is trusted"
+        assert h.intents_on_untradeable_books() == []
