@@ -28,6 +28,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_book.py
 	$(BIN)/python bench/bench_replay.py
 	$(BIN)/python bench/bench_features.py
+	$(BIN)/python bench/bench_binance.py
+	$(BIN)/python bench/bench_checksum.py
+	$(BIN)/python bench/bench_live_feed.py
 	$(BIN)/python bench/bench_score.py
 	$(BIN)/python bench/bench_risk.py
 
