@@ -236,7 +236,8 @@ class RecordSettings(_Section):
 
     enabled: bool = Field(False, description="record while trading (`depthd record` always records)")
     dir: str = Field("recordings", min_length=1)
-    rotate_minutes: int = Field(60, ge=1, le=1440, description="a new file at every boundary of this many minutes")
+    rotate_minutes: float = Field(60, gt=0, le=1440, description="a new file at every boundary of this many "
+                                  "minutes (of receive time, UTC)")
     max_file_mb: int = Field(512, ge=1, le=1_000_000, description="... or once a file is this big")
     zstd_level: int = Field(3, ge=1, le=19)
     flush_interval_ms: int = Field(1000, ge=10, le=60_000, description="data reaches the disk at least this often")

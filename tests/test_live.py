@@ -313,3 +313,30 @@ async def test_real_recorded_data_through_gaps_and_disconnects(tmp_path: Path, s
         assert sync.quote_checks > 50 and sync.quote_mismatches == 0
         assert sum(sync.book.trusted_levels()) > 1000, "the real snapshot's depth is trusted"
         assert h.intents_on_untradeable_books() == []
+
+
+async def test_each_rotated_binance_file_replays_on_its_own_from_its_checkpoint_snapshot(tmp_path: Path) -> None:
+    fake, settings = await start(tmp_path, record={"enabled": True, "dir": str(tmp_path / "rec"),
+                                                   "rotate_minutes": 0.01})  # a new file every 0.6 s
+    async with fake, LiveHarness(fake, settings) as h:
+        await h.settle(SYM)
+        while len(h.session.recorder.files) < 3:
+            await fake.push(10)
+            await asyncio.sleep(0.05)
+        await h.settle(SYM, push=1)
+        final = h.book_levels(SYM)
+    files = h.session.recorder.files
+    replay_settings = settings.model_copy(update={"daemon": settings.daemon.model_copy(update={"mode": "replay"})})
+    rp = Replay(replay_settings, [files[1]])  # the middle file alone: no connect marker, a checkpoint snapshot
+    rp.run()
+    sync = rp.path.engine.syncs[SYM]
+    assert sync.state_counts["LIVE"] > 0, "the checkpoint snapshot started the book"
+    rp = Replay(replay_settings, files[1:])
+    states: list[tuple] = []
+    watch_books(rp.routers[files[1]], rp.path.engine, states)
+    rp.run()
+    last_live = [s for s in states if s[1] == "LIVE"][-1]  # the recording ends with the session's disconnect
+    inst = rp.path.instruments[SYM]
+    top = [[(inst.price(p), inst.qty(q)) for p, q in zip(side_px, side_qty, strict=True)]
+           for side_px, side_qty in ((last_live[3][0], last_live[3][1]), (last_live[3][2], last_live[3][3]))]
+    assert top == [[(float(p), float(q)) for p, q in final[0][:5]], [(float(p), float(q)) for p, q in final[1][:5]]]
