@@ -1,15 +1,34 @@
-"""The order lifecycle as a transition table, shared by the paper broker and (later) live brokers.
+"""The order lifecycle as a transition table, shared by the paper broker and the live brokers.
 
 Rules:
 
 - An order starts in PENDING_NEW when it is handed to a broker and ends in exactly one of the
-  terminal states FILLED, CANCELED or REJECTED; a terminal state accepts no event.
+  terminal states FILLED, CANCELED, REJECTED or EXPIRED; a terminal state accepts no event.
 - A cancel may be requested while the order is in flight (PENDING_NEW) or working (NEW,
   PARTIALLY_FILLED); the order then sits in PENDING_CANCEL until the cancel lands. Fills that
   happen before the cancel lands still stand, and an order still in flight may be accepted while
   PENDING_CANCEL (the broker learns of the acceptance after it asked to cancel).
 - The venue may cancel a working order by itself (e.g. a market order's unfilled rest), so NEW and
   PARTIALLY_FILLED go to CANCELED without a request.
+- The venue may expire an order (time in force reached, the unfilled rest of an IOC/FOK order):
+  EXPIRE ends any working order in EXPIRED.
+- A venue may refuse a cancel (CANCEL_REJECT: too late, rate-limited). The order goes back to NEW;
+  one that has fills then takes PARTIAL_FILL back to PARTIALLY_FILLED (the tracker does both).
+
+Live brokers only (the paper broker never sends these):
+
+- SEND_TIMEOUT: the create request timed out or the connection dropped mid-request, so nobody
+  knows whether the venue has the order. PENDING_NEW (and an unacknowledged PENDING_CANCEL) go to
+  UNKNOWN. A create is never re-sent blindly: the gateway looks the order up by client id.
+- From UNKNOWN the lookup or any venue report settles it. Anything showing the order exists (an
+  ack, a fill, a cancel, an expiry, a status) implies ACCEPT first, which leads to NEW and from
+  there on as usual; REJECT leads to REJECTED; NOT_FOUND, sent only once the venue confirms it has
+  no such order, leads to REJECTED ("not_found"). A cancel requested while UNKNOWN keeps the order
+  UNKNOWN (the gateway cancels by client id; the tracker remembers the request and moves the order
+  to PENDING_CANCEL once it is found).
+
+Not here: modify/replace (IB `placeOrder` on an existing order id). It needs a PENDING_REPLACE state
+and new quantity/price bookkeeping; it belongs with the IB gateway, where the need is concrete.
 
 Any other move raises `IllegalTransition` naming the machine, the state and the event.
 """
@@ -31,6 +50,8 @@ class OrderState(enum.StrEnum):
     PENDING_CANCEL = "PENDING_CANCEL"
     CANCELED = "CANCELED"
     REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    UNKNOWN = "UNKNOWN"
 
 
 class OrderEvent(enum.StrEnum):
@@ -42,6 +63,10 @@ class OrderEvent(enum.StrEnum):
     FULL_FILL = "FULL_FILL"
     CANCEL_REQUEST = "CANCEL_REQUEST"
     CANCEL = "CANCEL"
+    CANCEL_REJECT = "CANCEL_REJECT"
+    EXPIRE = "EXPIRE"
+    SEND_TIMEOUT = "SEND_TIMEOUT"
+    NOT_FOUND = "NOT_FOUND"
 
 
 _S = OrderState
@@ -52,18 +77,21 @@ TRANSITIONS: dict[OrderState, dict[OrderEvent, OrderState]] = {
         _E.ACCEPT: _S.NEW,
         _E.REJECT: _S.REJECTED,
         _E.CANCEL_REQUEST: _S.PENDING_CANCEL,
+        _E.SEND_TIMEOUT: _S.UNKNOWN,
     },
     _S.NEW: {
         _E.PARTIAL_FILL: _S.PARTIALLY_FILLED,
         _E.FULL_FILL: _S.FILLED,
         _E.CANCEL_REQUEST: _S.PENDING_CANCEL,
         _E.CANCEL: _S.CANCELED,
+        _E.EXPIRE: _S.EXPIRED,
     },
     _S.PARTIALLY_FILLED: {
         _E.PARTIAL_FILL: _S.PARTIALLY_FILLED,
         _E.FULL_FILL: _S.FILLED,
         _E.CANCEL_REQUEST: _S.PENDING_CANCEL,
         _E.CANCEL: _S.CANCELED,
+        _E.EXPIRE: _S.EXPIRED,
     },
     _S.PENDING_CANCEL: {
         _E.ACCEPT: _S.PENDING_CANCEL,
@@ -71,10 +99,20 @@ TRANSITIONS: dict[OrderState, dict[OrderEvent, OrderState]] = {
         _E.PARTIAL_FILL: _S.PENDING_CANCEL,
         _E.FULL_FILL: _S.FILLED,
         _E.CANCEL: _S.CANCELED,
+        _E.CANCEL_REJECT: _S.NEW,
+        _E.EXPIRE: _S.EXPIRED,
+        _E.SEND_TIMEOUT: _S.UNKNOWN,
+    },
+    _S.UNKNOWN: {
+        _E.ACCEPT: _S.NEW,
+        _E.REJECT: _S.REJECTED,
+        _E.NOT_FOUND: _S.REJECTED,
+        _E.CANCEL_REQUEST: _S.UNKNOWN,
     },
     _S.FILLED: {},
     _S.CANCELED: {},
     _S.REJECTED: {},
+    _S.EXPIRED: {},
 }
 
 TERMINAL: frozenset[OrderState] = frozenset(s for s, moves in TRANSITIONS.items() if not moves)

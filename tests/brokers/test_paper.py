@@ -540,7 +540,7 @@ def test_illegal_lifecycle_transition_raises_naming_state_and_event() -> None:
 
 def test_lifecycle_table_covers_every_state_and_only_terminal_states_are_dead_ends() -> None:
     assert set(TRANSITIONS) == set(OrderState)
-    assert set(TERMINAL) == {OrderState.FILLED, OrderState.CANCELED, OrderState.REJECTED}
+    assert set(TERMINAL) == {OrderState.FILLED, OrderState.CANCELED, OrderState.REJECTED, OrderState.EXPIRED}
 
 
 def test_lifecycle_happy_path_reaches_filled() -> None:
