@@ -243,6 +243,13 @@ class RecordSettings(_Section):
     flush_interval_ms: int = Field(1000, ge=10, le=60_000, description="data reaches the disk at least this often")
 
 
+class JournalSettings(_Section):
+    """The SQLite journal of orders, fills and trading state (`depthd run`): recovery after a restart."""
+
+    path: str = Field("", description="journal file; empty = no journal (refused in live mode)")
+    snapshot_s: float = Field(60.0, gt=0, le=86_400, description="positions are journaled this often")
+
+
 class PaperSettings(_Section):
     latency_us: int = Field(0, ge=0, le=60_000_000)
     taker_fee_bps: float = Field(0.0, ge=-100, le=100)
@@ -267,6 +274,7 @@ class Settings(_Section):
     control: ControlSettings = Field(default_factory=ControlSettings)
     feed: FeedSettings = Field(default_factory=FeedSettings)
     record: RecordSettings = Field(default_factory=RecordSettings)
+    journal: JournalSettings = Field(default_factory=JournalSettings)
     report: ReportSettings = Field(default_factory=ReportSettings)
 
     @model_validator(mode="after")

@@ -87,6 +87,7 @@ class Engine:
         self.fills: list[Fill] = []
         self._max_fills_kept = max_fills_kept
         self._order_seq = 0
+        self.client_ids: Callable[[], str] | None = None  # unique across restarts when a journal numbers them
         self._last_reject: dict[str, str] = {}
         self._last_broker_reject: dict[str, str] = {}
         self._strategy_failing = False
@@ -334,7 +335,8 @@ class Engine:
             return None
         self._last_reject.pop(intent.symbol, None)
         self._order_seq += 1
-        order = Order.from_intent(f"{self.policy.client_id_prefix}-{self._order_seq}", intent)
+        cid = self.client_ids() if self.client_ids is not None else f"{self.policy.client_id_prefix}-{self._order_seq}"
+        order = Order.from_intent(cid, intent)
         self.counts["orders"] += 1
         if self.monitor is not None:
             self.monitor.on_order_sent(intent.ts)

@@ -83,6 +83,15 @@ class LiveSession:
                                      header_extra={"instance": settings.daemon.instance, "source": "live"},
                                      on_rotate=self._on_rotate)
         self.feed: Feed = build_feed(feed, self.adapter, self.on_message, self.clock.now)
+        self.journal = None
+        self.recovery_report: dict[str, Any] = {}
+        if settings.journal.path and not record_only:
+            from daemon.journal import Journal
+            from daemon.journal.paper import attach_paper_journal
+
+            self.journal = Journal.open(settings.journal.path)
+            self.recovery_report = attach_paper_journal(self.path, self.journal, settings.execution.client_id_prefix,
+                                                        settings.journal.snapshot_s)
         self.control_url: str | None = None
         self._last_problem = ""
         self.books_at_stop: dict[str, dict[str, Any]] = {}
@@ -182,6 +191,10 @@ class LiveSession:
                     await task
             if self.recorder is not None:
                 self.recorder.close()
+            if self.journal is not None:
+                for symbol, lots, avg, realised, fees in self.path.portfolio.records():
+                    self.journal.record_position(self.clock.now(), symbol, lots, avg, realised, fees)
+                self.journal.close()
             if server is not None:
                 await server.stop()
 

@@ -86,6 +86,15 @@ class Portfolio:
         elif abs(delta) > closed:
             pos.avg_price = price
 
+    def restore(self, symbol: str, lots: int, avg_price: float | None, realised: float, fees: float) -> None:
+        """Set a symbol's position as a journal snapshot recorded it (a restart, before any fill)."""
+        pos = self._position(symbol)
+        pos.lots, pos.avg_price, pos.realised, pos.fees = lots, (avg_price if lots else None), realised, fees
+
+    def records(self) -> list[tuple[str, int, float | None, float, float]]:
+        """(symbol, lots, avg price, realised, fees) of every symbol traded, for journal snapshots."""
+        return [(sym, p.lots, p.avg_price, p.realised, p.fees) for sym, p in sorted(self._positions.items())]
+
     def mark(self, symbol: str, mid_price: float | None) -> None:
         """Set the decimal price open positions are valued at; None keeps the last mark."""
         self._instrument(symbol)

@@ -134,6 +134,10 @@ class PaperBroker:
                                       "cancel_late"), 0)
         self._rejects: dict[str, int] = {}
 
+    def rebind(self, on_event: BrokerEventSink) -> None:
+        """Report events to another sink from now on (a journal placed between broker and engine)."""
+        self._on_event = on_event
+
     # --- the Broker port -------------------------------------------------------------------------
 
     def submit(self, order: Order) -> None:

@@ -1,6 +1,6 @@
 """Child process of the journal crash test: writes orders, events and fills until it is killed.
 
-Usage: python tests/journal_crash_child.py JOURNAL. Opens (or creates) the journal, prints
+Usage: python -m tests.journal.crash_child JOURNAL. Opens (or creates) the journal, prints
 `R <next client seq>`, then for n = next, next + 1, ...: journals order `dd-<n>` (prints `O dd-<n>`
 after the call returned), its ACCEPT event (lazy), its fill `t<n>` with the FILLED state (prints
 `F t<n>`), every 5th order the same fill again (must be a no-op; prints `D t<n>`), and every 10th

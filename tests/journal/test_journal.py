@@ -17,7 +17,7 @@ import pytest
 from daemon.events import Fill, Liquidity, Order, OrderIntent, OrderType, Side
 from daemon.journal import SCHEMA_VERSION, Journal, JournalError
 from tests.conftest import REPO
-from tests.journal_crash_child import fill_for, order_for
+from tests.journal.crash_child import fill_for, order_for
 
 
 def order(n: int, symbol: str = "BTCUSDT", side: Side = Side.BUY, qty: int = 5) -> Order:
@@ -367,7 +367,7 @@ def test_new_journal_is_created_in_a_new_directory_in_wal_mode(tmp_path: Path) -
 
 def _run_and_kill(jpath: Path, rng: random.Random) -> tuple[int, list[str]]:
     """Start the child, let it acknowledge a random number of writes, SIGKILL it at a random moment."""
-    child = subprocess.Popen([sys.executable, "-m", "tests.journal_crash_child", str(jpath)], cwd=REPO,
+    child = subprocess.Popen([sys.executable, "-m", "tests.journal.crash_child", str(jpath)], cwd=REPO,
                              stdout=subprocess.PIPE, text=True, bufsize=1)
     try:
         assert child.stdout is not None
