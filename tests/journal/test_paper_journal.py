@@ -75,7 +75,8 @@ async def test_kill_9_mid_session_loses_no_fill_and_applies_none_twice(tmp_path:
                                                     cwd=REPO, stdout=asyncio.subprocess.DEVNULL,
                                                     stderr=asyncio.subprocess.DEVNULL)
         fills: list = []
-        for _ in range(300):
+        deadline = asyncio.get_running_loop().time() + 60  # a loaded machine starts the process slowly
+        while asyncio.get_running_loop().time() < deadline:
             await fake.push(20)
             await asyncio.sleep(0.03)
             if jpath.exists() and len(fills := _peek(jpath)) >= 3:
