@@ -18,20 +18,6 @@ from tests.test_cli_live import write_config
 SYM = "BTCUSDT"
 
 
-def journaled_fills(path: Path) -> list:
-    j = Journal.open(path)
-    try:
-        rec = j.recovery
-        fills = [jf.fill for fl in rec.fills_after_snapshot.values() for jf in fl]
-        return fills
-    finally:
-        j.close()
-
-
-def net_lots(fills: list) -> int:
-    return sum(int(f.side) * f.qty for f in fills)
-
-
 async def trade_a_while(fake: FakeBinance, h: LiveHarness, until_fills: int = 3) -> None:
     await h.settle(SYM)
     for _ in range(200):
@@ -85,14 +71,26 @@ async def test_kill_9_mid_session_loses_no_fill_and_applies_none_twice(tmp_path:
         await proc.wait()
         assert len(fills) >= 3, "the daemon traded before it was killed"
 
-        journaled = journaled_fills(jpath)
-        trade_ids = [f.trade_id for f in journaled]
+        every = _all_fills(jpath)
+        trade_ids = [t for t, _ in every]
         assert len(trade_ids) == len(set(trade_ids)), "no fill journaled twice"
         settings = live_settings(tmp_path, "binance", [SYM], fake.ws_url, fake.rest_url,
                                  journal={"path": str(jpath)})
         async with LiveHarness(fake, settings) as h:
-            assert h.session.path.portfolio.position(SYM) == net_lots(journaled)
-            assert h.session.recovery_report["positions"] == {SYM: net_lots(journaled)}
+            net = sum(signed for _, signed in every)  # every journaled fill, from a flat start
+            assert h.session.path.portfolio.position(SYM) == net
+            assert h.session.recovery_report["positions"] == {SYM: net}
+
+def _all_fills(path: Path) -> list[tuple[str, int]]:
+    """(trade id, signed lots) of every fill the journal holds."""
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT trade_id, side, qty FROM fills ORDER BY seq").fetchall()
+    finally:
+        con.close()
+    return [(t, side * qty) for t, side, qty in rows]
 
 
 def _peek(path: Path) -> list:
