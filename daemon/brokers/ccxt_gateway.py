@@ -38,8 +38,9 @@ Rules:
 - `connected` is False while banned, while a user-stream loop is reconnecting, or after a REST call failed with a
   network error until the next one succeeds (for the risk monitor's broker_disconnected trigger).
 
-Journal (optional, see GatewayJournal): `record_order` before a create is sent (a failure refuses the order,
-"journal_error"), `record_order_event` for our own actions (cancel_request, send_timeout, not_found) and every
+Journal (optional, `daemon.brokers.journal_port.OrderJournal`, which `daemon.journal.Journal` implements):
+`record_order` before a create is sent (a failure refuses the order, "journal_error"), `record_order_event`
+for our own actions (CANCEL_REQUEST, SEND_TIMEOUT, NOT_FOUND) and every
 non-fill event, `record_fill` for every fill, all before the event reaches `on_event`. A journal failure on a venue
 report is logged and counted ("journal_error") and the event is still delivered: the venue has acted, and the
 engine must know.
@@ -52,7 +53,7 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import ccxt
 import structlog
@@ -60,6 +61,7 @@ import structlog
 from daemon.brokers import ccxt_mapping as cm
 from daemon.brokers.base import BrokerEventSink, OpenOrder
 from daemon.brokers.credentials import ApiCredentials
+from daemon.brokers.journal_port import OrderJournal
 from daemon.brokers.lifecycle import TERMINAL, OrderState
 from daemon.brokers.orders import OrderTracker
 from daemon.events import BrokerEvent, Fill, Order, OrderAccepted, OrderCanceled, OrderRejected
@@ -72,22 +74,6 @@ MAX_REWATCHES = 8  # extra watch calls waiting per user stream, one per poll rou
 CANCEL_RETRIES = 5  # a cancel that timed out is sent again this many times, then the order is looked up
 
 
-class GatewayJournal(Protocol):
-    """What the gateway writes to the journal; each call must be durable before it returns."""
-
-    def record_order(self, order: Order, ts: int) -> None:
-        """An order about to be sent (written before the create leaves)."""
-        ...
-
-    def record_order_event(self, client_id: str, event: str, ts: int, detail: str) -> None:
-        """An order event: accepted, canceled, rejected, cancel_request, send_timeout, not_found."""
-        ...
-
-    def record_fill(self, fill: Fill, venue: str) -> None:
-        """A fill, before the engine hears of it."""
-        ...
-
-
 class IpBanned(Exception):
     """A request refused locally: the venue has banned this IP and the ban has not expired."""
 
@@ -96,7 +82,7 @@ class CcxtGateway:
     """A Broker on an async ccxt exchange: orders out, venue reports in through an OrderTracker."""
 
     def __init__(self, exchange: Any, instruments: Mapping[str, Instrument], on_event: BrokerEventSink, *,
-                 clock_now: Callable[[], int], journal: GatewayJournal | None = None,
+                 clock_now: Callable[[], int], journal: OrderJournal | None = None,
                  poll_interval_s: float | None = 2.0, absent_after_s: float = 11.0,
                  lookup_backoff: Backoff | None = None, stream_backoff: Backoff | None = None,
                  on_ban: Callable[[float], None] | None = None, watch: bool = True,
@@ -197,7 +183,7 @@ class CcxtGateway:
         self.tracker.add(order)
         if self.journal is not None:
             try:
-                self.journal.record_order(order, ts)
+                self.journal.record_order(order, venue=self.venue)
             except Exception:
                 log.exception("journal_failed", client_id=order.client_id)
                 self.stats["refused_journal_error"] += 1
@@ -211,7 +197,7 @@ class CcxtGateway:
         ts = self.clock_now()
         if not self.tracker.request_cancel(client_id, ts):
             return
-        self._journal_event(client_id, "cancel_request", ts, "")
+        self._journal_event(client_id, "CANCEL_REQUEST", ts)
         if self._closed or not self._started:
             self.stats["cancel_not_sent"] += 1
         elif client_id in self._in_flight:  # create or lookup in flight: cancel once it has an answer
@@ -289,8 +275,8 @@ class CcxtGateway:
                 ts = self.clock_now()
                 log.warning("create_outcome_unknown", client_id=cid, error=type(exc).__name__)
                 self.stats["send_timeout"] += 1
-                self._journal_event(cid, "send_timeout", ts, type(exc).__name__)
                 self._emit(self.tracker.send_timeout(cid, ts))
+                self._journal_event(cid, "SEND_TIMEOUT", ts, type(exc).__name__)
                 await self._lookup(cid)
                 return
             self._in_flight.pop(cid, None)
@@ -324,8 +310,8 @@ class CcxtGateway:
                 except ccxt.OrderNotFound:
                     if time.monotonic() - sent_at >= self.absent_after_s:
                         ts = self.clock_now()
-                        self._journal_event(cid, "not_found", ts, "")
                         self._emit(self.tracker.not_found(cid, ts))
+                        self._journal_event(cid, "NOT_FOUND", ts)
                         return
                     self.stats["lookup_not_yet"] += 1
                 except Exception as exc:
@@ -549,18 +535,23 @@ class CcxtGateway:
     def _journal(self, ev: BrokerEvent) -> None:
         if self.journal is None:
             return
+        cid = ev.client_id
         if isinstance(ev, Fill):
-            self.journal.record_fill(ev, self.venue)
+            view = self.tracker.get(cid)
+            self.journal.record_fill(ev, self.venue, state=str(view.state) if view is not None else None)
         elif isinstance(ev, OrderAccepted):
-            self._journal_event(ev.client_id, "accepted", ev.ts, self.tracker.venue_id(ev.client_id) or "")
+            self._journal_event(cid, "ACCEPT", ev.ts)
         elif isinstance(ev, OrderCanceled):
-            self._journal_event(ev.client_id, "canceled", ev.ts, ev.reason)
+            self._journal_event(cid, "CANCEL", ev.ts, ev.reason)
         elif isinstance(ev, OrderRejected):
-            self._journal_event(ev.client_id, "rejected", ev.ts, ev.reason)
+            self._journal_event(cid, "REJECT", ev.ts, ev.reason)
 
-    def _journal_event(self, cid: str, event: str, ts: int, detail: str) -> None:
-        if self.journal is not None:
-            self.journal.record_order_event(cid, event, ts, detail)
+    def _journal_event(self, cid: str, event: str, ts: int, reason: str = "") -> None:
+        """Journal an order event with the state the tracker has the order in now."""
+        view = self.tracker.get(cid)
+        if self.journal is not None and view is not None:
+            self.journal.record_order_event(ts, cid, event, str(view.state), self.tracker.venue_id(cid),
+                                            {"reason": reason} if reason else None)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

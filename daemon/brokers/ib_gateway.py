@@ -70,7 +70,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from ib_async import IB, Contract, ExecutionFilter, LimitOrder, MarketOrder, OrderStatus, Trade
@@ -78,6 +78,7 @@ from ib_async import Fill as IbFill
 from ib_async.ib import StartupFetchNONE
 
 from daemon.brokers.base import BrokerEventSink, OpenOrder
+from daemon.brokers.journal_port import OrderJournal
 from daemon.brokers.lifecycle import OrderState
 from daemon.brokers.orders import OrderTracker
 from daemon.errors import ConfigError
@@ -106,23 +107,6 @@ _WORKING = (OrderStatus.PreSubmitted, OrderStatus.Submitted)
 _ENDED = (OrderStatus.Cancelled, OrderStatus.ApiCancelled)
 _CORRECTION = re.compile(r"(.+)\.\d{2}")
 _S = OrderState
-
-
-class OrderJournal(Protocol):
-    """What the gateway writes to the journal (daemon.journal.Journal has these methods)."""
-
-    def record_order(self, order: Order, venue: str = "", state: str = "PENDING_NEW") -> object:
-        """Journal an order before it is sent (durable)."""
-        ...
-
-    def record_order_event(self, ts: int, client_id: str, event: str, state: str, venue_order_id: str | None = None,
-                           payload: Mapping[str, object] | None = None) -> object:
-        """Journal an order's event and the state it leaves the order in."""
-        ...
-
-    def record_fill(self, fill: Fill, venue: str, state: str | None = None) -> object:
-        """Journal a fill once per (venue, trade id) (durable)."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,13 +42,14 @@ class Journal:
         self.fake = fake
         self.calls: list[tuple[Any, ...]] = []
 
-    def record_order(self, order: Order, ts: int) -> None:
+    def record_order(self, order: Order, venue: str = "", state: str = "PENDING_NEW") -> None:
         self.calls.append(("order", order.client_id, len(self.fake.orders)))
 
-    def record_order_event(self, client_id: str, event: str, ts: int, detail: str) -> None:
-        self.calls.append(("event", client_id, event, detail))
+    def record_order_event(self, ts: int, client_id: str, event: str, state: str, venue_order_id: str | None = None,
+                           payload: dict | None = None) -> None:
+        self.calls.append(("event", client_id, event, (payload or {}).get("reason", "")))
 
-    def record_fill(self, fill: Fill, venue: str) -> None:
+    def record_fill(self, fill: Fill, venue: str, state: str | None = None) -> None:
         self.calls.append(("fill", fill.client_id, fill.trade_id, venue))
 
 
@@ -159,7 +160,7 @@ async def test_cancel_and_cancel_all(fake: FakeBinanceExchange, gw: Any) -> None
     assert [fake.order(c).status for c in ("c1", "c2", "c3")] == ["CANCELED"] * 3
     assert sum(1 for r in fake.requests if r.method == "DELETE") == 3
     assert g.open_orders() == [] and g.cancel_all() == 0
-    assert ("event", "c1", "cancel_request", "") in journal.calls
+    assert ("event", "c1", "CANCEL_REQUEST", "") in journal.calls
 
 
 async def test_timed_out_create_is_looked_up_never_resent(fake: FakeBinanceExchange) -> None:
@@ -172,7 +173,7 @@ async def test_timed_out_create_is_looked_up_never_resent(fake: FakeBinanceExcha
         g.submit(order("lost"))
         await fake.wait_for(lambda: of(events, OrderAccepted, "lost"))
         assert g.stats["send_timeout"] == 1 and g.tracker.get("lost").state is OrderState.NEW
-        assert ("event", "lost", "send_timeout", "RequestTimeout") in journal.calls
+        assert ("event", "lost", "SEND_TIMEOUT", "RequestTimeout") in journal.calls
         assert creates(fake) == 1 and len(fake.orders) == 1
         lookups = [r for r in fake.requests if (r.method, r.path) == ("GET", "/api/v3/order")]
         assert lookups and lookups[0].params["origClientOrderId"] == "lost"
@@ -247,7 +248,7 @@ async def test_rejects_map_to_stable_reasons(fake: FakeBinanceExchange, gw: Any)
     assert {e.client_id: e.reason for e in of(events, OrderRejected)} == {
         "x1": "insufficient_funds", "x2": "invalid_order", "x3": "insufficient_funds", "x4": "unknown_symbol"}
     assert fake.orders == [] and of(events, OrderAccepted) == []
-    assert ("event", "x1", "rejected", "insufficient_funds") in journal.calls
+    assert ("event", "x1", "REJECT", "insufficient_funds") in journal.calls
 
 
 async def test_duplicated_and_reordered_reports_apply_each_fill_once(fake: FakeBinanceExchange, gw: Any) -> None:
@@ -373,7 +374,7 @@ async def test_journal_failure_and_not_started_refuse_without_sending(fake: Fake
     events: list[BrokerEvent] = []
 
     class Broken(Journal):
-        def record_order(self, order: Order, ts: int) -> None:
+        def record_order(self, order: Order, venue: str = "", state: str = "PENDING_NEW") -> None:
             raise OSError("disk full")
 
     g = make(fake, events, journal=Broken(fake), watch=False)
@@ -437,3 +438,28 @@ def test_error_triage_and_reports_are_pure() -> None:
     assert (fill.qty, fill.fee, fill.trade_id) == (200, 0.0, "t1") and reports.trade_since == {SYM: 77}
     with pytest.raises(ValueError, match="no market"):
         cm.VenueReports(tracker, {"ETHUSDT": Instrument("ETHUSDT", 0.01, 0.0001)}).bind({}, {})
+
+
+async def test_the_real_journal_holds_the_order_before_the_venue_and_every_fill_once(
+        fake: FakeBinanceExchange, tmp_path: Any) -> None:
+    from daemon.journal import Journal as SqliteJournal
+
+    journal = SqliteJournal.open(tmp_path / "journal.db")
+    events: list[BrokerEvent] = []
+    g = make(fake, events, journal=journal)
+    await g.start()
+    await streaming(g, fake)
+    try:
+        g.submit(order("j1"))
+        await fake.wait_for(lambda: of(events, OrderAccepted, "j1"))
+        (open_order,) = journal.recover().open_orders
+        assert (open_order.order.client_id, open_order.state) == ("j1", "NEW")
+        fake.fill("j1", "0.004")
+        fake.fill("j1", "0.006")
+        await fake.wait_for(lambda: len(of(events, Fill, "j1")) == 2)
+        rec = journal.recover()
+        assert rec.open_orders == [] and rec.last_fills[SYM].trade_id in {"1", "2"}
+        assert journal.counts["duplicate_fills"] == 0
+    finally:
+        await g.close()
+        journal.close()
