@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hmac
 import os
-import stat
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -22,6 +21,7 @@ import structlog
 from aiohttp import web
 
 from daemon.errors import ConfigError, LocalError
+from daemon.secret_files import read_owner_only
 
 log = structlog.get_logger("depthd.control")
 
@@ -70,20 +70,7 @@ def load_token(env_var: str = TOKEN_ENV, token_file: str | None = None) -> str:
     if token_file is None:
         raise ConfigError(f"no control token: set the environment variable {env_var} or give a token file "
                           f"(one line, at least {MIN_TOKEN_LENGTH} characters, mode 600)")
-    try:
-        with open(token_file, encoding="utf-8") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise ConfigError(f"control token file {token_file} is not a regular file")
-            mode = stat.S_IMODE(st.st_mode)
-            if mode & 0o077:
-                raise ConfigError(f"control token file {token_file} has mode {mode:04o}: group or others may "
-                                  f"read or write it; run `chmod 600 {token_file}`")
-            text = f.read(4096)
-    except OSError as exc:
-        raise ConfigError(f"control token file {token_file} cannot be read: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"control token file {token_file} is not UTF-8 text") from exc
+    text = read_owner_only(token_file, "control token file", 4096)
     return _check_token(text.strip(), f"file {token_file}")
 
 

@@ -13,10 +13,10 @@ are `name = value` (blank lines and `#` comments allowed); names: api_key, api_s
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass, field
 
 from daemon.errors import ConfigError
+from daemon.secret_files import read_owner_only
 
 _FIELDS = ("api_key", "api_secret", "api_password")
 MAX_FILE_BYTES = 16_384
@@ -77,22 +77,7 @@ def load_credentials(venue: str, path: str | None = None) -> ApiCredentials:
 
 
 def _read_file(path: str) -> ApiCredentials:
-    try:
-        with open(path, encoding="utf-8") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise ConfigError(f"credentials file {path} is not a regular file")
-            mode = stat.S_IMODE(st.st_mode)
-            if mode & 0o077:
-                raise ConfigError(f"credentials file {path} has mode {mode:04o}: group or others may read or "
-                                  f"write it; run `chmod 600 {path}`")
-            text = f.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"credentials file {path} cannot be read: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"credentials file {path} is not UTF-8 text") from exc
-    if len(text) > MAX_FILE_BYTES:
-        raise ConfigError(f"credentials file {path} is larger than {MAX_FILE_BYTES} bytes")
+    text = read_owner_only(path, "credentials file", MAX_FILE_BYTES)
     values: dict[str, str] = {}
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
