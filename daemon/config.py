@@ -243,6 +243,32 @@ class RecordSettings(_Section):
     flush_interval_ms: int = Field(1000, ge=10, le=60_000, description="data reaches the disk at least this often")
 
 
+class BrokerSettings(_Section):
+    """Where `depthd run` sends orders: the paper broker, or a live venue through ccxt (mode = "live")."""
+
+    kind: Literal["paper", "ccxt"] = "paper"
+    exchange: str = Field("", pattern=r"^[a-z0-9]*$", description="ccxt exchange id (binance, kraken, ...)")
+    sandbox: bool = Field(False, description="the venue's testnet/sandbox (ccxt set_sandbox_mode)")
+    credentials_file: str = Field("", description="`api_key = ...` / `api_secret = ...` lines, mode 600; the "
+                                  "environment's DEPTHD_<EXCHANGE>_API_KEY/_API_SECRET come first")
+    rest_url: str = Field("", description="send every REST call here instead (a loopback venue, a proxy)")
+    ws_url: str = Field("", description="... and every websocket")
+    positions: bool = Field(False, description="the venue holds positions (derivatives); false = spot balances")
+    cancel_orphans: bool = Field(False, description="cancel open orders at the venue that this daemon did not send")
+    reconcile_s: float = Field(30.0, gt=0, le=3600, description="periodic reconciliation with the venue")
+    poll_s: float = Field(2.0, gt=0, le=600, description="order/fill polling behind the user stream")
+
+    @model_validator(mode="after")
+    def _needs(self) -> BrokerSettings:
+        if self.kind == "ccxt" and not self.exchange:
+            raise ValueError("exchange: required when kind = 'ccxt'")
+        for key in ("rest_url", "ws_url"):
+            url = getattr(self, key)
+            if url and not url.startswith(("ws://", "wss://", "http://", "https://")):
+                raise ValueError(f"{key}: not a ws(s):// or http(s):// URL (got {url!r})")
+        return self
+
+
 class JournalSettings(_Section):
     """The SQLite journal of orders, fills and trading state (`depthd run`): recovery after a restart."""
 
@@ -275,6 +301,7 @@ class Settings(_Section):
     feed: FeedSettings = Field(default_factory=FeedSettings)
     record: RecordSettings = Field(default_factory=RecordSettings)
     journal: JournalSettings = Field(default_factory=JournalSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
     report: ReportSettings = Field(default_factory=ReportSettings)
 
     @model_validator(mode="after")
@@ -283,6 +310,11 @@ class Settings(_Section):
             lim = self.risk.limits_for(sym)
             if lim.max_order_qty > lim.max_position:
                 raise ValueError(f"risk.symbols.{sym}: max_order_qty exceeds max_position")
+        if self.daemon.mode == "live" and (self.broker.kind == "paper" or not self.journal.path):
+            raise ValueError("daemon.mode: live needs [broker] kind = 'ccxt' and a [journal] path (orders are "
+                             "journaled before they are sent and reconciled with the venue on start)")
+        if self.daemon.mode == "paper" and self.broker.kind != "paper":
+            raise ValueError(f"broker.kind: {self.broker.kind!r} sends real orders; set daemon.mode = 'live'")
         if self.daemon.mode in ("paper", "live") and not self.risk.halt_file:
             raise ValueError(f"risk.halt_file: required in {self.daemon.mode} mode, so that a halt survives a "
                              "restart")

@@ -119,6 +119,13 @@ class Engine:
         self._sampler = self.clock.call_every(self._sample_interval_ns, self.on_sample_tick,
                                               quiet_after_ns=self._pause_after_ns)
 
+    def use_broker(self, broker: Broker) -> None:
+        """Send to another broker from now on (a live gateway, a journaling wrapper); a simulated one
+        also matches against the market data."""
+        self.broker = broker
+        self._broker_on_book = getattr(broker, "on_book", None)
+        self._broker_on_trade = getattr(broker, "on_trade", None)
+
     def detach_trading(self) -> None:
         """Sample features only: no strategy, model or broker matching (`depthd features`)."""
         self.strategy = None

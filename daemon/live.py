@@ -29,6 +29,7 @@ from daemon.venues import CH_MARKER, DecodeError, ResyncPolicy, SnapshotRequest,
 
 if TYPE_CHECKING:
     from daemon.control import ControlServer
+    from daemon.live_broker import LiveBroker
     from daemon.sources.recorder import Recorder
 
 log = structlog.get_logger("depthd.live")
@@ -56,9 +57,8 @@ class LiveSession:
         feed = settings.feed
         if not feed.symbols:
             raise ConfigError("feed.symbols: list the symbols to subscribe to")
-        if not record_only and settings.daemon.mode != "paper":
-            raise ConfigError(f"daemon.mode: `depthd run` trades paper here (mode = 'paper'); got "
-                              f"{settings.daemon.mode!r} (live brokers are configured with the broker gateways)")
+        if not record_only and settings.daemon.mode == "replay":
+            raise ConfigError("daemon.mode: `depthd run` trades 'paper' or 'live'; 'replay' is `depthd replay`")
         self.settings = settings
         self.record_only = record_only
         self.clock = LiveClock()
@@ -85,13 +85,20 @@ class LiveSession:
         self.feed: Feed = build_feed(feed, self.adapter, self.on_message, self.clock.now)
         self.journal = None
         self.recovery_report: dict[str, Any] = {}
+        self.live_broker: LiveBroker | None = None
         if settings.journal.path and not record_only:
             from daemon.journal import Journal
-            from daemon.journal.paper import attach_paper_journal
+            from daemon.journal.session import attach_paper, begin
 
             self.journal = Journal.open(settings.journal.path)
-            self.recovery_report = attach_paper_journal(self.path, self.journal, settings.execution.client_id_prefix,
-                                                        settings.journal.snapshot_s)
+            self.recovery_report = begin(self.path, self.journal, settings.execution.client_id_prefix,
+                                         settings.journal.snapshot_s)
+            if settings.broker.kind == "paper":
+                self.recovery_report = attach_paper(self.path, self.journal, self.recovery_report)
+            else:
+                from daemon.live_broker import LiveBroker
+
+                self.live_broker = LiveBroker(settings, self.path, self.journal)
         self.control_url: str | None = None
         self._last_problem = ""
         self.books_at_stop: dict[str, dict[str, Any]] = {}
@@ -170,6 +177,8 @@ class LiveSession:
         self.clock.start()
         for symbol in self.settings.feed.symbols:
             self.path.monitor.register(symbol, self.stats.started_ns)
+        if self.live_broker is not None:
+            await self.live_broker.start()  # reconciled with the venue before the first order
         server = await self._start_control()
         tasks = [asyncio.create_task(self.feed.run(), name="feed")]
         if self.recorder is not None:
@@ -184,6 +193,8 @@ class LiveSession:
             waiter.cancel()
             self.books_at_stop = self.book_summary()  # closing the feed resets the books
             await self.feed.close()
+            if self.live_broker is not None:
+                await self.live_broker.close()
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -192,6 +203,9 @@ class LiveSession:
             if self.recorder is not None:
                 self.recorder.close()
             if self.journal is not None:
+                timer = self.recovery_report.get("_snapshot_timer")
+                if timer is not None:
+                    timer.cancel()
                 for symbol, lots, avg, realised, fees in self.path.portfolio.records():
                     self.journal.record_position(self.clock.now(), symbol, lots, avg, realised, fees)
                 self.journal.close()

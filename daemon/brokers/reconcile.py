@@ -55,7 +55,7 @@ from daemon.brokers.lifecycle import TERMINAL, OrderState
 from daemon.brokers.orders import OrderRecord, OrderTracker
 from daemon.events import BrokerEvent, Fill, Liquidity, Order, Side
 from daemon.instruments import Instrument
-from daemon.journal import Journal, JournalError, Recovery
+from daemon.journal import Journal, JournalError
 from daemon.portfolio import Portfolio
 
 log = structlog.get_logger("depthd.brokers.reconcile")
@@ -118,16 +118,6 @@ class ReconcileResult:
     applied_fills: list[Fill]
     offsets: dict[str, int]
     report: dict[str, Any] = field(default_factory=dict)
-
-
-def restore_portfolio(portfolio: Portfolio, recovery: Recovery) -> Portfolio:
-    """The journal's positions (latest snapshot per symbol) with the fills after each snapshot applied on top."""
-    for sym, p in recovery.positions.items():
-        portfolio.restore(sym, p.qty, p.avg_price, p.realised, p.fees)
-    for fills in recovery.fills_after_snapshot.values():
-        for jf in fills:
-            portfolio.on_fill(jf.fill)
-    return portfolio
 
 
 def journaled_fills(journal: Journal, client_ids: Iterable[str]) -> list[Fill]:

@@ -86,6 +86,10 @@ class RiskMonitor:
         self.last_event[symbol] = ts_recv
         self.skew_ns[symbol] = ts_recv - ts_venue  # signed; its size is judged
 
+    def watch_broker(self, connected: Callable[[], bool]) -> None:
+        """Judge this broker's connection from now on (a live gateway replacing the paper broker)."""
+        self._broker_connected = connected
+
     def register(self, symbol: str, ts: int) -> None:
         """A feed subscribed to the symbol at ts: from now on its silence and a missing book count,
         even if it never sends a message."""

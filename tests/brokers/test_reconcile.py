@@ -18,10 +18,11 @@ from ib_async import IB, Contract
 
 from daemon.brokers.ib_gateway import IbGateway
 from daemon.brokers.lifecycle import OrderState
-from daemon.brokers.reconcile import CcxtVenueView, IbVenueView, Reconciler, ReconcileResult, restore_portfolio
+from daemon.brokers.reconcile import CcxtVenueView, IbVenueView, Reconciler, ReconcileResult
 from daemon.events import BrokerEvent, Fill, Liquidity, Order, OrderType, Side
 from daemon.instruments import Instrument
 from daemon.journal import Journal
+from daemon.journal.session import restore_portfolio
 from daemon.portfolio import Portfolio
 from tests.fakes.binance_exchange import FakeBinanceExchange, ccxt_binance
 from tests.fakes.tws_orders import FakeTwsOrders

@@ -1,0 +1,158 @@
+"""The live broker of `depthd run` in live mode: a ccxt gateway, reconciled with its venue before the
+first order and periodically after.
+
+Start: the venue's client is built (testnet if `sandbox`, every URL re-pointed when `rest_url`/
+`ws_url` are set), the Reconciler rebuilds the order tracker from the journal and brings journal,
+tracker and portfolio in line with the venue (unknown orders looked up by client id, missed fills
+applied once, orphans cancelled if configured, holdings compared); the gateway then continues from the
+reconciled tracker and replaces the paper broker in the engine, and the risk monitor judges its
+connection. A reconciliation that is not ok, and an IP ban, halt trading (an operator resumes). Every
+`reconcile_s` a periodic pass repeats the check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import structlog
+
+from daemon.brokers.ccxt_gateway import CcxtGateway
+from daemon.brokers.credentials import load_credentials
+from daemon.brokers.reconcile import ABSENT_AFTER_MS, CcxtVenueView, Reconciler, ReconcileResult
+from daemon.config import Settings
+from daemon.journal import Journal
+
+if TYPE_CHECKING:
+    from daemon.app import TradingPath
+
+log = structlog.get_logger("depthd.broker")
+
+
+def repoint(urls: Any, http_base: str, ws_base: str) -> Any:
+    """ccxt's `urls['api']` tree with every URL moved to these bases, keeping each path."""
+    if isinstance(urls, dict):
+        return {k: repoint(v, http_base, ws_base) for k, v in urls.items()}
+    if isinstance(urls, str) and "://" in urls:
+        parts = urlsplit(urls)
+        base = ws_base if parts.scheme in ("ws", "wss") else http_base
+        if not base:
+            return urls
+        return base.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
+    return urls
+
+
+def _too_recent_wait(result: ReconcileResult) -> float | None:
+    """Seconds to wait when the only problems are orders sent too recently to call absent, else None."""
+    if result.ok or not result.discrepancies:
+        return None
+    if any(d.get("kind") != "unknown_too_recent" for d in result.discrepancies):
+        return None
+    return float(ABSENT_AFTER_MS) / 1000 + 0.5
+
+
+def make_exchange(settings: Settings) -> Any:
+    """The configured ccxt pro client: credentials, rate limiter, sandbox, URL overrides."""
+    import ccxt.pro as ccxt_pro
+
+    b = settings.broker
+    cls = getattr(ccxt_pro, b.exchange, None)
+    if not isinstance(cls, type):
+        from daemon.errors import ConfigError
+
+        raise ConfigError(f"broker.exchange: ccxt pro has no exchange {b.exchange!r}")
+    creds = load_credentials(b.exchange, b.credentials_file or None)
+    market = "swap" if b.positions else "spot"
+    # load only the markets traded: currency metadata and other market types cost requests (and, on
+    # Binance, endpoints that need more than trading permissions)
+    options: dict[str, Any] = {"defaultType": market, "fetchCurrencies": False}
+    if b.exchange == "binance":
+        options.update(fetchMarkets={"types": [market]}, fetchMargins=False)
+    ex = cls({**creds.ccxt_config(), "enableRateLimit": True, "options": options})
+    if b.sandbox:
+        ex.set_sandbox_mode(True)
+    if b.rest_url or b.ws_url:
+        ex.urls["api"] = repoint(ex.urls["api"], b.rest_url, b.ws_url)
+    return ex
+
+
+class LiveBroker:
+    """The gateway, its reconciler and their timers for one live session."""
+
+    def __init__(self, settings: Settings, path: TradingPath, journal: Journal) -> None:
+        self.settings = settings
+        self.path = path
+        self.journal = journal
+        self.exchange = make_exchange(settings)
+        self.gateway: CcxtGateway | None = None
+        self.reconciler: Reconciler | None = None
+        self.last_result: ReconcileResult | None = None
+        self._timer: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> ReconcileResult:
+        """Reconcile with the venue, then hand the engine the gateway; halt when not ok."""
+        b, engine, clock = self.settings.broker, self.path.engine, self.path.engine.clock
+        instruments = self.path.instruments
+        view = CcxtVenueView(self.exchange, instruments, clock.now, positions=b.positions)
+        for attempt in range(3):
+            self.reconciler = Reconciler(self.journal, view, self.path.portfolio, clock_now=clock.now,
+                                         prefix=self.settings.execution.client_id_prefix, venue=b.exchange,
+                                         cancel_orphans=b.cancel_orphans)
+            result = await self.reconciler.startup()
+            wait = _too_recent_wait(result)
+            if wait is None or attempt == 2:
+                break
+            # an order sent just before the last stop may still be booked late: once the venue's window
+            # has passed, absent means never booked, and the next pass settles it
+            log.info("reconcile_waiting", seconds=wait, orders=[d["client_id"] for d in result.discrepancies])
+            await asyncio.sleep(wait)
+        self.last_result = result
+        self.reconciler.on_event = engine.on_broker_event  # later passes go through the engine
+        self.gateway = CcxtGateway(self.exchange, instruments, engine.on_broker_event, clock_now=clock.now,
+                                   journal=self.journal, tracker=self.reconciler.tracker, poll_interval_s=b.poll_s,
+                                   on_ban=self._banned)
+        engine.use_broker(self.gateway)
+        self.path.monitor.watch_broker(lambda: self.gateway is not None and self.gateway.connected)
+        await self.gateway.start()
+        self._judge(result, "startup")
+        self._timer = clock.call_every(int(b.reconcile_s * 1e9), self._periodic)
+        return result
+
+    def _periodic(self, ts: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._periodic_pass())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _periodic_pass(self) -> None:
+        assert self.reconciler is not None
+        try:
+            result = self.last_result = await self.reconciler.periodic()
+        except Exception as exc:  # a venue error: the next pass tries again; the gateway reports the outage
+            log.warning("reconcile_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        self._judge(result, "periodic")
+
+    def _judge(self, result: ReconcileResult, kind: str) -> None:
+        """Halt on what reconciliation could not resolve (an operator looks and resumes)."""
+        if result.ok:
+            log.info("reconciled", kind=kind, fills_applied=len(result.applied_fills), orphans=len(result.orphans))
+            return
+        reason = f"{kind} reconciliation: {len(result.discrepancies)} unresolved: {result.discrepancies[:3]}"
+        log.error("reconcile_unresolved", kind=kind, discrepancies=result.discrepancies)
+        self.path.state.operator_halt(reason[:500], "reconciler")
+
+    def _banned(self, retry_after_s: float) -> None:
+        self.path.state.operator_halt(f"the venue banned our IP for {retry_after_s:g} s (HTTP 418)", "broker")
+
+    async def close(self) -> None:
+        """Stop the timers and the gateway (open orders stay; issue 7's shutdown decides)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self.gateway is not None:
+            await self.gateway.close()
+        else:
+            await self.exchange.close()
