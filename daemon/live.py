@@ -86,13 +86,14 @@ class LiveSession:
         self.journal = None
         self.recovery_report: dict[str, Any] = {}
         self.live_broker: LiveBroker | None = None
+        self._snapshot_timer: Any = None
         if settings.journal.path and not record_only:
             from daemon.journal import Journal
             from daemon.journal.session import attach_paper, begin
 
             self.journal = Journal.open(settings.journal.path)
-            self.recovery_report = begin(self.path, self.journal, settings.execution.client_id_prefix,
-                                         settings.journal.snapshot_s)
+            self.recovery_report, self._snapshot_timer = begin(
+                self.path, self.journal, settings.execution.client_id_prefix, settings.journal.snapshot_s)
             if settings.broker.kind == "paper":
                 self.recovery_report = attach_paper(self.path, self.journal, self.recovery_report)
             else:
@@ -203,9 +204,7 @@ class LiveSession:
             if self.recorder is not None:
                 self.recorder.close()
             if self.journal is not None:
-                timer = self.recovery_report.get("_snapshot_timer")
-                if timer is not None:
-                    timer.cancel()
+                self._snapshot_timer.cancel()
                 for symbol, lots, avg, realised, fees in self.path.portfolio.records():
                     self.journal.record_position(self.clock.now(), symbol, lots, avg, realised, fees)
                 self.journal.close()

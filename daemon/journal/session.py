@@ -38,8 +38,9 @@ def restore_portfolio(portfolio: Portfolio, recovery: Recovery) -> Portfolio:
     return portfolio
 
 
-def begin(path: TradingPath, journal: Journal, prefix: str, snapshot_s: float = 60.0) -> dict[str, Any]:
-    """Recover the path's positions and client ids from the journal and journal it from now on."""
+def begin(path: TradingPath, journal: Journal, prefix: str, snapshot_s: float = 60.0) -> tuple[dict[str, Any], Any]:
+    """Recover the path's positions and client ids from the journal and journal it from now on; returns
+    the recovery report and the position-snapshot timer (cancel it before closing the journal)."""
     engine, clock = path.engine, path.engine.clock
     now = clock.now()
     rec = journal.recovery
@@ -63,9 +64,9 @@ def begin(path: TradingPath, journal: Journal, prefix: str, snapshot_s: float = 
             journal.record_position(ts, symbol, lots, avg, realised, fees)
 
     timer = clock.call_every(int(snapshot_s * 1e9), snapshot)
-    return {"boot": boot, "positions": positions, "last_seq": rec.last_seq,
-            "trading_state": rec.trading_state.new if rec.trading_state is not None else None,
-            "_snapshot_timer": timer}
+    report = {"boot": boot, "positions": positions, "last_seq": rec.last_seq,
+              "trading_state": rec.trading_state.new if rec.trading_state is not None else None}
+    return report, timer
 
 
 def attach_paper(path: TradingPath, journal: Journal, report: dict[str, Any]) -> dict[str, Any]:
@@ -77,9 +78,8 @@ def attach_paper(path: TradingPath, journal: Journal, report: dict[str, Any]) ->
                                    payload={"reason": "the paper venue restarted without it"}, durable=True)
         expired.append(jo.order.client_id)
     report = {**report, "orders_expired": expired}
-    public = {k: v for k, v in report.items() if not k.startswith("_")}
-    journal.record_reconciliation(now, public)
-    log.info("journal_recovered", **public)
+    journal.record_reconciliation(now, report)
+    log.info("journal_recovered", **report)
     journaled = JournaledBroker(journal, "paper", engine.clock, engine.on_broker_event)
     journaled.attach(path.broker)
     path.broker.rebind(journaled.on_venue_event)
