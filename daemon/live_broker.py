@@ -20,7 +20,8 @@ import structlog
 
 from daemon.brokers.ccxt_gateway import CcxtGateway
 from daemon.brokers.credentials import load_credentials
-from daemon.brokers.reconcile import ABSENT_AFTER_MS, CcxtVenueView, Reconciler, ReconcileResult
+from daemon.brokers.reconcile import ABSENT_AFTER_MS, Reconciler, ReconcileResult
+from daemon.brokers.venue_views import CcxtVenueView
 from daemon.config import Settings
 from daemon.journal import Journal
 

@@ -18,7 +18,8 @@ from ib_async import IB, Contract
 
 from daemon.brokers.ib_gateway import IbGateway
 from daemon.brokers.lifecycle import OrderState
-from daemon.brokers.reconcile import CcxtVenueView, IbVenueView, Reconciler, ReconcileResult
+from daemon.brokers.reconcile import Reconciler, ReconcileResult
+from daemon.brokers.venue_views import CcxtVenueView, IbVenueView
 from daemon.events import BrokerEvent, Fill, Liquidity, Order, OrderType, Side
 from daemon.instruments import Instrument
 from daemon.journal import Journal
