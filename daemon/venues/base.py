@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 
 from daemon.book.book import Book
-from daemon.errors import VenueError
+from daemon.errors import DepthdError, VenueError
 from daemon.events import MarketEvent
 from daemon.instruments import Instrument
 from daemon.venues.health import FeedHealth, ResyncPolicy
@@ -100,10 +100,13 @@ class BaseAdapter:
         self.health = FeedHealth(self.venue)
 
     def _inst(self, symbol: str) -> Instrument:
-        """The symbol's instrument (looked up once)."""
+        """The symbol's instrument (looked up once); a symbol without one is a DecodeError."""
         inst = self._cache.get(symbol)
         if inst is None:
-            inst = self._cache[symbol] = self._instrument(symbol)
+            try:
+                inst = self._cache[symbol] = self._instrument(symbol)
+            except (DepthdError, LookupError, ValueError) as exc:
+                raise DecodeError(f"{self.venue}: no instrument for {symbol!r}: {exc}") from None
         return inst
 
     def _dispatch(self, handlers: dict[str, Callable[[int, str, Any], list[MarketEvent]]], ts_recv: int,

@@ -268,12 +268,10 @@ class ChecksumAdapter(BaseAdapter):
     kernel = staticmethod(okx_book_crc)
 
     def __init__(self, instrument: Callable[[str], Instrument], policy: ResyncPolicy | None = None) -> None:
-        super().__init__(instrument)
-        self.policy = policy or ResyncPolicy()
+        super().__init__(instrument, policy)
         self.states: dict[str, FeedState] = {}
         self.dropped: Counter[str] = Counter()  # updates dropped while a symbol waited for a snapshot
         self.decode_errors = 0
-        self._insts: dict[str, Instrument] = {}
         self._checksums: dict[str, BookChecksum] = {}
 
     # --- the adapter protocol ---
@@ -325,15 +323,6 @@ class ChecksumAdapter(BaseAdapter):
 
     def _decode_frame(self, ts_recv: int, msg: Any) -> list[MarketEvent]:
         raise NotImplementedError
-
-    def _inst(self, symbol: str) -> Instrument:
-        inst = self._insts.get(symbol)
-        if inst is None:
-            try:
-                inst = self._insts[symbol] = self._instrument(symbol)
-            except (KeyError, ValueError) as exc:
-                raise DecodeError(f"{self.venue}: no instrument for {symbol!r}: {exc}") from None
-        return inst
 
     def _levels(self, rows: Any, inst: Instrument, where: str, widths: frozenset[int]) -> tuple[np.ndarray,
                                                                                                  np.ndarray]:
