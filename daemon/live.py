@@ -204,9 +204,10 @@ class LiveSession:
             if self.recorder is not None:
                 self.recorder.close()
             if self.journal is not None:
+                from daemon.journal.session import snapshot_positions
+
                 self._snapshot_timer.cancel()
-                for symbol, lots, avg, realised, fees in self.path.portfolio.records():
-                    self.journal.record_position(self.clock.now(), symbol, lots, avg, realised, fees)
+                snapshot_positions(self.journal, self.path.portfolio, self.clock.now())
                 self.journal.close()
             if server is not None:
                 await server.stop()

@@ -38,6 +38,12 @@ def restore_portfolio(portfolio: Portfolio, recovery: Recovery) -> Portfolio:
     return portfolio
 
 
+def snapshot_positions(journal: Journal, portfolio: Portfolio, ts: int) -> None:
+    """Journal every traded symbol's position, PnL and fees as of ts (a restart replays fills after it)."""
+    for symbol, lots, avg, realised, fees in portfolio.records():
+        journal.record_position(ts, symbol, lots, avg, realised, fees)
+
+
 def begin(path: TradingPath, journal: Journal, prefix: str, snapshot_s: float = 60.0) -> tuple[dict[str, Any], Any]:
     """Recover the path's positions and client ids from the journal and journal it from now on; returns
     the recovery report and the position-snapshot timer (cancel it before closing the journal)."""
@@ -59,11 +65,7 @@ def begin(path: TradingPath, journal: Journal, prefix: str, snapshot_s: float = 
 
     path.state.set_listener(on_transition)
 
-    def snapshot(ts: int) -> None:
-        for symbol, lots, avg, realised, fees in path.portfolio.records():
-            journal.record_position(ts, symbol, lots, avg, realised, fees)
-
-    timer = clock.call_every(int(snapshot_s * 1e9), snapshot)
+    timer = clock.call_every(int(snapshot_s * 1e9), lambda ts: snapshot_positions(journal, path.portfolio, ts))
     report = {"boot": boot, "positions": positions, "last_seq": rec.last_seq,
               "trading_state": rec.trading_state.new if rec.trading_state is not None else None}
     return report, timer
