@@ -26,8 +26,9 @@ from daemon.events import (
     Side,
 )
 from daemon.instruments import Instrument
+from daemon.live_broker import repoint
 from daemon.sources.backoff import Backoff
-from tests.fakes.binance_exchange import FakeBinanceExchange, _repoint, ccxt_binance
+from tests.fakes.binance_exchange import FakeBinanceExchange, ccxt_binance
 
 SYM = "BTCUSDT"
 INST = {SYM: Instrument(SYM, 0.01, 0.00001)}
@@ -317,7 +318,7 @@ async def test_terminated_stream_is_polled_and_subscribed_again(fake: FakeBinanc
 async def test_balances_and_factory(fake: FakeBinanceExchange) -> None:
     events: list[BrokerEvent] = []
     creds = ApiCredentials(fake.api_key, fake.secret, source="test")
-    api = _repoint(ccxt.binance().urls["api"], fake.rest_url, fake.ws_url)
+    api = repoint(ccxt.binance().urls["api"], fake.rest_url, fake.ws_url)
     g = build_ccxt_gateway("binance", INST, events.append, clock_now=Clock().now, credentials=creds,
                            api_urls=api, options={"defaultType": "spot", "fetchMarkets": {"types": ["spot"]},
                                                   "fetchCurrencies": False, "fetchMargins": False},

@@ -77,7 +77,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import WSMsgType, web
@@ -961,18 +961,9 @@ class FakeBinanceExchange:
         return {"subscriptionId": self._seq["sub"] - 1}
 
 
-def _repoint(urls: Any, http_base: str, ws_base: str) -> Any:
-    """Every URL in ccxt's `urls['api']` tree moved to the fake, keeping its path."""
-    if isinstance(urls, dict):
-        return {k: _repoint(v, http_base, ws_base) for k, v in urls.items()}
-    if isinstance(urls, str) and "://" in urls:
-        parts = urlsplit(urls)
-        base = ws_base if parts.scheme in ("ws", "wss") else http_base
-        return base + parts.path + (f"?{parts.query}" if parts.query else "")
-    return urls
-
-
 def ccxt_binance(fake: FakeBinanceExchange, async_: bool = True, **config: Any) -> Any:
+    from daemon.live_broker import repoint
+
     """A real ccxt binance client (ccxt.pro.binance, or the sync ccxt.binance) pointed at the running `fake`."""
     if async_:
         import ccxt.pro as ccxt_mod
@@ -981,7 +972,7 @@ def ccxt_binance(fake: FakeBinanceExchange, async_: bool = True, **config: Any) 
     options = {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False,
                "fetchMargins": False, **config.pop("options", {})}
     ex = ccxt_mod.binance({"apiKey": fake.api_key, "secret": fake.secret, "options": options, **config})
-    ex.urls["api"] = _repoint(ex.urls["api"], fake.rest_url, fake.ws_url)
+    ex.urls["api"] = repoint(ex.urls["api"], fake.rest_url, fake.ws_url)  # as [broker] rest_url/ws_url do
     if async_ and "timeout_on_exit" not in config:
         ex.timeout_on_exit = 0  # ccxt waits 250 ms on close() for TLS shutdown; loopback HTTP has none
     return ex
