@@ -18,11 +18,12 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from daemon.brokers.ccxt_gateway import CcxtGateway
+from daemon.brokers.ccxt_gateway import CcxtGateway, ccxt_client
 from daemon.brokers.credentials import load_credentials
 from daemon.brokers.reconcile import ABSENT_AFTER_MS, Reconciler, ReconcileResult
 from daemon.brokers.venue_views import CcxtVenueView
 from daemon.config import Settings
+from daemon.errors import ConfigError
 from daemon.journal import Journal
 
 if TYPE_CHECKING:
@@ -55,24 +56,19 @@ def _too_recent_wait(result: ReconcileResult) -> float | None:
 
 def make_exchange(settings: Settings) -> Any:
     """The configured ccxt pro client: credentials, rate limiter, sandbox, URL overrides."""
-    import ccxt.pro as ccxt_pro
-
     b = settings.broker
-    cls = getattr(ccxt_pro, b.exchange, None)
-    if not isinstance(cls, type):
-        from daemon.errors import ConfigError
-
-        raise ConfigError(f"broker.exchange: ccxt pro has no exchange {b.exchange!r}")
-    creds = load_credentials(b.exchange, b.credentials_file or None)
     market = "swap" if b.positions else "spot"
     # load only the markets traded: currency metadata and other market types cost requests (and, on
     # Binance, endpoints that need more than trading permissions)
     options: dict[str, Any] = {"defaultType": market, "fetchCurrencies": False}
     if b.exchange == "binance":
         options.update(fetchMarkets={"types": [market]}, fetchMargins=False)
-    ex = cls({**creds.ccxt_config(), "enableRateLimit": True, "options": options})
-    if b.sandbox:
-        ex.set_sandbox_mode(True)
+    import ccxt.pro as ccxt_pro
+
+    if not isinstance(getattr(ccxt_pro, b.exchange, None), type):  # before asking for its credentials
+        raise ConfigError(f"broker.exchange: ccxt pro has no exchange {b.exchange!r}")
+    creds = load_credentials(b.exchange, b.credentials_file or None)
+    ex = ccxt_client(b.exchange, creds, sandbox=b.sandbox, options=options)
     if b.rest_url or b.ws_url:
         ex.urls["api"] = repoint(ex.urls["api"], b.rest_url, b.ws_url)
     return ex

@@ -569,7 +569,17 @@ def build_ccxt_gateway(exchange_id: str, instruments: Mapping[str, Instrument], 
                        clock_now: Callable[[], int], credentials: ApiCredentials, sandbox: bool = False,
                        api_urls: Mapping[str, Any] | None = None, options: Mapping[str, Any] | None = None,
                        timeout_ms: int = 10_000, **gateway_kw: Any) -> CcxtGateway:
-    """A CcxtGateway on a ccxt pro client: rate limiter on, testnet if `sandbox`, `api_urls` merged over urls['api']."""
+    """A CcxtGateway on a ccxt pro client (see `ccxt_client`)."""
+    ex = ccxt_client(exchange_id, credentials, sandbox=sandbox, api_urls=api_urls, options=options,
+                     timeout_ms=timeout_ms)
+    return CcxtGateway(ex, instruments, on_event, clock_now=clock_now, **gateway_kw)
+
+
+def ccxt_client(exchange_id: str, credentials: ApiCredentials, *, sandbox: bool = False,
+                api_urls: Mapping[str, Any] | None = None, options: Mapping[str, Any] | None = None,
+                timeout_ms: int = 10_000) -> Any:
+    """A ccxt pro client: rate limiter on, testnet if `sandbox`, `api_urls` merged over urls['api'];
+    ValueError for an exchange ccxt pro does not have."""
     import ccxt.pro as ccxt_pro
 
     cls = getattr(ccxt_pro, exchange_id, None)
@@ -581,7 +591,7 @@ def build_ccxt_gateway(exchange_id: str, instruments: Mapping[str, Instrument], 
         ex.set_sandbox_mode(True)
     if api_urls:
         ex.urls["api"] = _merge(ex.urls["api"], api_urls)
-    return CcxtGateway(ex, instruments, on_event, clock_now=clock_now, **gateway_kw)
+    return ex
 
 
 def _merge(base: Any, over: Mapping[str, Any]) -> Any:
