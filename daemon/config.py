@@ -244,9 +244,9 @@ class RecordSettings(_Section):
 
 
 class BrokerSettings(_Section):
-    """Where `depthd run` sends orders: the paper broker, or a live venue through ccxt (mode = "live")."""
+    """Where `depthd run` sends orders: the paper broker, or a live venue through ccxt or IB (mode = "live")."""
 
-    kind: Literal["paper", "ccxt"] = "paper"
+    kind: Literal["paper", "ccxt", "ib"] = "paper"
     exchange: str = Field("", pattern=r"^[a-z0-9]*$", description="ccxt exchange id (binance, kraken, ...)")
     sandbox: bool = Field(False, description="the venue's testnet/sandbox (ccxt set_sandbox_mode)")
     credentials_file: str = Field("", description="`api_key = ...` / `api_secret = ...` lines, mode 600; the "
@@ -257,6 +257,15 @@ class BrokerSettings(_Section):
     cancel_orphans: bool = Field(False, description="cancel open orders at the venue that this daemon did not send")
     reconcile_s: float = Field(30.0, gt=0, le=3600, description="periodic reconciliation with the venue")
     poll_s: float = Field(2.0, gt=0, le=600, description="order/fill polling behind the user stream")
+    ib_host: str = "127.0.0.1"
+    ib_port: int = Field(4002, ge=1, le=65_535, description="TWS 7497 / IB Gateway 4002 (paper; live 7496 / 4001)")
+    ib_client_id: int = Field(21, ge=1, description="the gateway's API client id: the same on every start (IB "
+                              "lists a client's open orders by it), not the feed's, never 0")
+    ib_account: str = Field("", description="the account orders go to, when the login manages several")
+    ib_tif: Literal["DAY", "GTC", "IOC"] = "DAY"
+    ib_contracts: dict[str, dict[str, str]] = Field(default_factory=dict, description="symbol -> ib_async Contract "
+                                                    "fields; empty = [feed] ib_contracts")
+    connect_wait_s: float = Field(30.0, gt=0, le=600, description="IB: how long start waits for TWS/Gateway")
 
     @model_validator(mode="after")
     def _needs(self) -> BrokerSettings:
@@ -310,8 +319,15 @@ class Settings(_Section):
             lim = self.risk.limits_for(sym)
             if lim.max_order_qty > lim.max_position:
                 raise ValueError(f"risk.symbols.{sym}: max_order_qty exceeds max_position")
+        if self.broker.kind == "ib":
+            contracts = self.broker.ib_contracts or self.feed.ib_contracts
+            missing = [s for s in self.feed.symbols if s not in contracts]
+            if missing:
+                raise ValueError(f"broker.ib_contracts: no contract for {missing} (nor in [feed] ib_contracts)")
+            if self.feed.venue == "ib" and self.feed.ib_client_id == self.broker.ib_client_id:
+                raise ValueError("broker.ib_client_id: the feed uses the same IB client id; give each its own")
         if self.daemon.mode == "live" and (self.broker.kind == "paper" or not self.journal.path):
-            raise ValueError("daemon.mode: live needs [broker] kind = 'ccxt' and a [journal] path (orders are "
+            raise ValueError("daemon.mode: live needs [broker] kind = 'ccxt' or 'ib' and a [journal] path (orders are "
                              "journaled before they are sent and reconciled with the venue on start)")
         if self.daemon.mode == "paper" and self.broker.kind != "paper":
             raise ValueError(f"broker.kind: {self.broker.kind!r} sends real orders; set daemon.mode = 'live'")

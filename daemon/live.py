@@ -179,7 +179,15 @@ class LiveSession:
         for symbol in self.settings.feed.symbols:
             self.path.monitor.register(symbol, self.stats.started_ns)
         if self.live_broker is not None:
-            await self.live_broker.start()  # reconciled with the venue before the first order
+            try:
+                await self.live_broker.start()  # reconciled with the venue before the first order
+            except BaseException:  # no venue, a venue error: nothing traded; release the files and connections
+                await self.live_broker.close()
+                if self.recorder is not None:
+                    self.recorder.close()
+                if self.journal is not None:
+                    self.journal.close()
+                raise
         server = await self._start_control()
         tasks = [asyncio.create_task(self.feed.run(), name="feed")]
         if self.recorder is not None:

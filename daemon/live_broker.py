@@ -1,13 +1,20 @@
-"""The live broker of `depthd run` in live mode: a ccxt gateway, reconciled with its venue before the
-first order and periodically after.
+"""The live broker of `depthd run` in live mode: a ccxt or an Interactive Brokers gateway, reconciled with
+its venue before the first order and periodically after.
 
-Start: the venue's client is built (testnet if `sandbox`, every URL re-pointed when `rest_url`/
-`ws_url` are set), the Reconciler rebuilds the order tracker from the journal and brings journal,
-tracker and portfolio in line with the venue (unknown orders looked up by client id, missed fills
-applied once, orphans cancelled if configured, holdings compared); the gateway then continues from the
-reconciled tracker and replaces the paper broker in the engine, and the risk monitor judges its
-connection. A reconciliation that is not ok, and an IP ban, halt trading (an operator resumes). Every
-`reconcile_s` a periodic pass repeats the check.
+ccxt: the venue's client is built (testnet if `sandbox`, every URL re-pointed when `rest_url`/`ws_url` are
+set); the Reconciler rebuilds the order tracker from the journal and brings journal, tracker and portfolio
+in line with the venue (unknown orders looked up by client id, missed fills applied once, orphans
+cancelled if configured, holdings compared); the gateway then continues from the reconciled tracker.
+
+IB: the venue view needs a connected gateway, so the order is the other way round: the tracker is rebuilt
+from the journal first and handed to both the gateway and the Reconciler; the gateway connects and
+resynchronises (its fills reach the engine), then the startup pass runs on the same tracker, so a fill
+either finds first is applied once (the tracker knows its trade id, the journal refuses it twice). A
+TWS/Gateway that does not answer within `connect_wait_s` stops the start with a VenueError.
+
+Either way the gateway replaces the paper broker in the engine and the risk monitor judges its connection.
+A reconciliation that is not ok, and an IP ban, halt trading (an operator resumes). Every `reconcile_s` a
+periodic pass repeats the check.
 """
 
 from __future__ import annotations
@@ -20,14 +27,17 @@ import structlog
 
 from daemon.brokers.ccxt_gateway import CcxtGateway, ccxt_client
 from daemon.brokers.credentials import load_credentials
-from daemon.brokers.reconcile import ABSENT_AFTER_MS, Reconciler, ReconcileResult
-from daemon.brokers.venue_views import CcxtVenueView
+from daemon.brokers.ib_gateway import IbGateway
+from daemon.brokers.reconcile import ABSENT_AFTER_MS, Reconciler, ReconcileResult, restore_tracker
+from daemon.brokers.venue_views import CcxtVenueView, IbVenueView, VenueView
 from daemon.config import Settings
-from daemon.errors import ConfigError
+from daemon.errors import ConfigError, VenueError
 from daemon.journal import Journal
+from daemon.sources.backoff import Backoff
 
 if TYPE_CHECKING:
     from daemon.app import TradingPath
+    from daemon.brokers.orders import OrderTracker
 
 log = structlog.get_logger("depthd.broker")
 
@@ -74,6 +84,14 @@ def make_exchange(settings: Settings) -> Any:
     return ex
 
 
+def ib_contracts(settings: Settings) -> dict[str, Any]:
+    """The IB contracts of the traded symbols: [broker] ib_contracts, else [feed] ib_contracts."""
+    from daemon.sources.ib_feed import contract_from_config
+
+    fields = settings.broker.ib_contracts or settings.feed.ib_contracts
+    return {s: contract_from_config(s, fields[s]) for s in settings.feed.symbols}
+
+
 class LiveBroker:
     """The gateway, its reconciler and their timers for one live session."""
 
@@ -81,8 +99,9 @@ class LiveBroker:
         self.settings = settings
         self.path = path
         self.journal = journal
-        self.exchange = make_exchange(settings)
-        self.gateway: CcxtGateway | None = None
+        self.exchange = make_exchange(settings) if settings.broker.kind == "ccxt" else None
+        self.ib_contracts = ib_contracts(settings) if settings.broker.kind == "ib" else {}
+        self.gateway: CcxtGateway | IbGateway | None = None
         self.reconciler: Reconciler | None = None
         self.last_result: ReconcileResult | None = None
         self._timer: Any = None
@@ -90,14 +109,60 @@ class LiveBroker:
 
     async def start(self) -> ReconcileResult:
         """Reconcile with the venue, then hand the engine the gateway; halt when not ok."""
-        b, engine, clock = self.settings.broker, self.path.engine, self.path.engine.clock
-        instruments = self.path.instruments
-        view = CcxtVenueView(self.exchange, instruments, clock.now, positions=b.positions)
+        engine, clock = self.path.engine, self.path.engine.clock
+        result = await (self._start_ib() if self.settings.broker.kind == "ib" else self._start_ccxt())
+        assert self.gateway is not None and self.reconciler is not None
+        self.reconciler.on_event = engine.on_broker_event  # later passes go through the engine
+        engine.use_broker(self.gateway)
+        self.path.monitor.watch_broker(lambda: self.gateway is not None and self.gateway.connected)
+        if isinstance(self.gateway, CcxtGateway):
+            await self.gateway.start()
+        self._judge(result, "startup")
+        self._timer = clock.call_every(int(self.settings.broker.reconcile_s * 1e9), self._periodic)
+        return result
+
+    async def _start_ccxt(self) -> ReconcileResult:
+        """Reconcile first (the view has its own client calls), then a gateway on the reconciled tracker."""
+        b, engine = self.settings.broker, self.path.engine
+        view = CcxtVenueView(self.exchange, self.path.instruments, engine.clock.now, positions=b.positions)
+        result = await self._reconcile(view, None)
+        assert self.reconciler is not None and self.reconciler.tracker is not None
+        self.gateway = CcxtGateway(self.exchange, self.path.instruments, engine.on_broker_event,
+                                   clock_now=engine.clock.now, journal=self.journal, tracker=self.reconciler.tracker,
+                                   poll_interval_s=b.poll_s, on_ban=self._banned)
+        return result
+
+    async def _start_ib(self) -> ReconcileResult:
+        """Gateway first (the view asks IB through it) on the journal's tracker, then the startup pass."""
+        from ib_async import IB
+
+        b, engine, f = self.settings.broker, self.path.engine, self.settings.feed
+        tracker = restore_tracker(self.journal)
+        gw = self.gateway = IbGateway(
+            IB(), self.ib_contracts, engine.instrument, engine.on_broker_event, clock_now=engine.clock.now,
+            journal=self.journal, tracker=tracker, host=b.ib_host, port=b.ib_port, client_id=b.ib_client_id,
+            account=b.ib_account, tif=b.ib_tif, backoff=lambda: Backoff(f.reconnect_initial_s, f.reconnect_max_s))
+        await gw.start()
+        try:
+            await gw.wait_synced(b.connect_wait_s)
+        except TimeoutError:
+            await gw.close()
+            self.gateway = None
+            raise VenueError(f"IB: no synchronised connection to {b.ib_host}:{b.ib_port} (client id "
+                             f"{b.ib_client_id}) within {b.connect_wait_s:g} s; is TWS / IB Gateway up with the "
+                             "API enabled?") from None
+        return await self._reconcile(IbVenueView(gw, engine.instrument), tracker)
+
+    async def _reconcile(self, view: VenueView, tracker: OrderTracker | None) -> ReconcileResult:
+        """The startup pass, waiting out orders sent too recently to call absent (up to twice)."""
+        b, clock = self.settings.broker, self.path.engine.clock
+        venue = b.exchange if b.kind == "ccxt" else "ib"
         for attempt in range(3):
             self.reconciler = Reconciler(self.journal, view, self.path.portfolio, clock_now=clock.now,
-                                         prefix=self.settings.execution.client_id_prefix, venue=b.exchange,
-                                         cancel_orphans=b.cancel_orphans)
+                                         prefix=self.settings.execution.client_id_prefix, venue=venue,
+                                         cancel_orphans=b.cancel_orphans, tracker=tracker)
             result = await self.reconciler.startup()
+            tracker = self.reconciler.tracker
             wait = _too_recent_wait(result)
             if wait is None or attempt == 2:
                 break
@@ -106,15 +171,6 @@ class LiveBroker:
             log.info("reconcile_waiting", seconds=wait, orders=[d["client_id"] for d in result.discrepancies])
             await asyncio.sleep(wait)
         self.last_result = result
-        self.reconciler.on_event = engine.on_broker_event  # later passes go through the engine
-        self.gateway = CcxtGateway(self.exchange, instruments, engine.on_broker_event, clock_now=clock.now,
-                                   journal=self.journal, tracker=self.reconciler.tracker, poll_interval_s=b.poll_s,
-                                   on_ban=self._banned)
-        engine.use_broker(self.gateway)
-        self.path.monitor.watch_broker(lambda: self.gateway is not None and self.gateway.connected)
-        await self.gateway.start()
-        self._judge(result, "startup")
-        self._timer = clock.call_every(int(b.reconcile_s * 1e9), self._periodic)
         return result
 
     def _periodic(self, ts: int) -> None:
@@ -151,5 +207,5 @@ class LiveBroker:
             task.cancel()
         if self.gateway is not None:
             await self.gateway.close()
-        else:
+        elif self.exchange is not None:
             await self.exchange.close()

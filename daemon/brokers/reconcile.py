@@ -90,13 +90,23 @@ def journaled_fills(journal: Journal, client_ids: Iterable[str]) -> list[Fill]:
             for ts, tid, cid, sym, side, px, qty, fee, liq in rows]
 
 
+def restore_tracker(journal: Journal) -> OrderTracker:
+    """An OrderTracker rebuilt from the journal's open orders and their fills (in-flight ones come back UNKNOWN)."""
+    orders = journal.recover().open_orders
+    fills = journaled_fills(journal, [o.order.client_id for o in orders])
+    return OrderTracker.restore(
+        [OrderRecord(o.order, OrderState(o.state), o.filled_qty, o.acked, o.cancel_requested, o.venue_order_id,
+                     o.venue_filled) for o in orders], fills)
+
+
 class Reconciler:
     """Brings the journal, the OrderTracker and the portfolio in line with the venue; reports what it cannot."""
 
     def __init__(self, journal: Journal, view: VenueView, portfolio: Portfolio, *, clock_now: Callable[[], int],
                  prefix: str, venue: str, cancel_orphans: bool = False, margin_ms: int = MARGIN_MS,
                  absent_after_ms: int = ABSENT_AFTER_MS,
-                 offsets: Mapping[str, int] | None = None, on_event: BrokerEventSink | None = None) -> None:
+                 offsets: Mapping[str, int] | None = None, on_event: BrokerEventSink | None = None,
+                 tracker: OrderTracker | None = None) -> None:
         self.journal = journal
         self.view = view
         self.portfolio = portfolio
@@ -108,7 +118,7 @@ class Reconciler:
         self.absent_after_ms = absent_after_ms
         self.offsets: dict[str, int] | None = None if offsets is None else dict(offsets)
         self.on_event = on_event
-        self.tracker: OrderTracker | None = None
+        self.tracker = tracker  # given: shared with a gateway already running (IB); else restored at startup
         self._since_ms: dict[str, int] = {}
         self._journaled: dict[str, tuple[str, str | None]] = {}  # client id -> (state, venue id) last journaled
         self._ours = re.compile(rf"{re.escape(prefix)}-[0-9]+")
@@ -120,13 +130,11 @@ class Reconciler:
         return bool(client_id) and (is_ours(client_id, self.prefix) or bool(self._ours.fullmatch(client_id)))
 
     async def startup(self) -> ReconcileResult:
-        """The startup pass: rebuild the tracker from the journal, then reconcile everything with the venue."""
+        """The startup pass: the tracker from the journal (unless given), then reconcile everything with the venue."""
         rec = self.journal.recover()
         orders = rec.open_orders
-        fills = journaled_fills(self.journal, [o.order.client_id for o in orders])
-        self.tracker = OrderTracker.restore(
-            [OrderRecord(o.order, OrderState(o.state), o.filled_qty, o.acked, o.cancel_requested, o.venue_order_id,
-                         o.venue_filled) for o in orders], fills)
+        if self.tracker is None:
+            self.tracker = restore_tracker(self.journal)
         self._journaled = {o.order.client_id: (o.state, o.venue_order_id) for o in orders}
         self._since_ms = {sym: max(0, m.ts // NS_PER_MS - self.margin_ms) for sym, m in rec.last_fills.items()}
         result = await self._pass("startup")
