@@ -18,6 +18,8 @@ Reports, from ib_async's events:
   cancellable) -> `cancel_rejected`; any other error before the order was accepted -> `rejected`
   ("IB <code>: <text>"); after it was accepted it is logged and counted (`error_on_live_order`) and
   the next resync settles the order. Warnings (ib_async's list, 2100..2199) are only counted.
+- openOrderEvent (IB's openOrder, also after a modification): the order's quantity and limit price as
+  IB holds them; a change is applied to the tracker (`replaced`) and journaled (`record_replace`).
 - execDetailsEvent: one Fill per execution, keyed by its execId without the correction suffix; the
   Fill waits for its commissionReport (up to `commission_wait_s`), whose commission becomes its fee
   (IB's commission currency, positive = paid). Without one in time the fee is 0 (`fill_without_commission`).
@@ -25,6 +27,12 @@ Reports, from ib_async's events:
   (`...01.01` -> `...01.02`). The trade id is the execId without that part, so a correction never
   becomes a second fill; if it changes quantity or price it is logged as an error, counted
   (`exec_correction`) and kept in `corrections` for the operator: the Fill already emitted stands.
+
+Modify: `modify(client_id, qty, limit_px)` re-sends the order under its own orderId with the new quantity
+and/or limit price (ib_async's placeOrder on an existing order). The order is PENDING_REPLACE until IB's
+openOrder shows the new values (REPLACE) or an error for the order refuses it (REPLACE_REJECT: IB keeps
+the old order; ib_async reads 105/321/329 as warnings, the others as errors, and either way the order
+lives on). Not connected: refused at once, nothing sent.
 
 Connection: `start()` runs a loop that connects (`connectAsync`, no startup downloads), qualifies
 contracts given without conId, resynchronises, and reconnects with backoff after a drop. On a drop,
@@ -65,6 +73,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import datetime as dt
 import re
 from collections import Counter
@@ -159,6 +168,7 @@ class IbGateway:
         self._by_order_id: dict[int, str] = {}
         self._trades: dict[str, Trade] = {}
         self._acked = {r.order.client_id for r in self.tracker.records() if r.acked}
+        self._params = {r.order.client_id: (r.order.qty, r.order.limit_px) for r in self.tracker.records()}
         self._execs: dict[str, tuple[str, float, float]] = {}  # trade id -> (execId, shares, price) applied
         self._awaiting: dict[str, tuple[str, IbFill, asyncio.TimerHandle]] = {}  # execId -> waiting for commission
         self._last_exec: dt.datetime | None = None
@@ -175,6 +185,7 @@ class IbGateway:
         """Hook ib_async's events and start the connect / resync / reconnect loop in the background."""
         ib = self.ib
         ib.orderStatusEvent += self._on_status
+        ib.openOrderEvent += self._on_open_order
         ib.execDetailsEvent += self._on_exec
         ib.commissionReportEvent += self._on_commission
         ib.errorEvent += self._on_error
@@ -196,6 +207,7 @@ class IbGateway:
             await self._task
         ib = self.ib
         ib.orderStatusEvent -= self._on_status
+        ib.openOrderEvent -= self._on_open_order
         ib.execDetailsEvent -= self._on_exec
         ib.commissionReportEvent -= self._on_commission
         ib.errorEvent -= self._on_error
@@ -217,6 +229,7 @@ class IbGateway:
             self.stats["duplicate_client_id"] += 1
             self._sink(OrderRejected(cid, order.symbol, ts, "duplicate_client_id"))
             return
+        self._params[cid] = (order.qty, order.limit_px)
         problem = "" if order.symbol in self.contracts else "unknown_symbol"
         if self.journal is not None:
             try:
@@ -242,6 +255,34 @@ class IbGateway:
             self._journal_transition(ts, client_id, "CANCEL_REQUEST")
             self._send_cancel(client_id)
 
+    def modify(self, client_id: str, qty: int, limit_px: int | None) -> bool:
+        """Ask IB to change a working order's quantity (lots) and limit price (ticks); True if sent.
+
+        The order is PENDING_REPLACE until IB shows the new values or refuses them; `open_orders` then shows
+        the order as it works. Refused without sending when the order is not working, unchanged, or IB is not
+        connected; a quantity at or below the filled one, or a change of order type, is a ValueError.
+        """
+        ts = self._now()
+        if not self.tracker.request_replace(client_id, ts, qty, limit_px):
+            return False
+        self._journal_transition(ts, client_id, "REPLACE_REQUEST", {"qty": qty, "limit_px": limit_px})
+        trade = self._trades.get(client_id)
+        if trade is None or not self.connected:
+            self._refuse_replace(client_id, "not_connected")
+            return False
+        inst = self._instrument(trade_symbol := self.tracker.get(client_id).order.symbol)  # type: ignore[union-attr]
+        amended = copy.copy(trade.order)  # ib_async's own order stays as IB last confirmed it
+        amended.totalQuantity = inst.qty(qty)
+        if limit_px is not None:
+            amended.lmtPrice = inst.price(limit_px)
+        try:
+            self.ib.placeOrder(self.contracts[trade_symbol], amended)
+        except ConnectionError:
+            self._refuse_replace(client_id, "not_connected")
+            return False
+        self.stats["modify_sent"] += 1
+        return True
+
     def cancel_all(self) -> None:
         """Cancel every order the daemon has working (not other clients' orders)."""
         for view in self.tracker.open_orders():
@@ -260,6 +301,7 @@ class IbGateway:
             trades = await asyncio.wait_for(self.ib.reqOpenOrdersAsync(), self.request_timeout)
             open_at_ib = {cid for cid in map(self._bind, trades) if cid is not None}
             for trade in trades:
+                self._on_open_order(trade)
                 self._on_status(trade)
             since = ""
             if self._last_exec is not None:
@@ -429,6 +471,9 @@ class IbGateway:
                 task.add_done_callback(self._side_tasks.discard)
             return
         self.errors[code] += 1
+        if self.tracker.replacing(cid) is not None and code not in CANCEL_REFUSED and code != ORDER_CANCELED:
+            self._refuse_replace(cid, f"IB {code}: {text}")  # the modification failed; the order lives on
+            return
         if code in WARNINGS or 2100 <= code < 2200:
             log.info("ib_order_warning", client_id=cid, code=code, text=text)
             return
@@ -442,6 +487,49 @@ class IbGateway:
             log.error("ib_error_on_live_order", client_id=cid, code=code, text=text)
         else:
             self._emit(self.tracker.rejected(cid, ts, reason))
+
+    def _on_open_order(self, trade: Trade) -> None:
+        """IB's openOrder for one of ours: its quantity and limit price as IB holds them (a modification)."""
+        cid = self._bind(trade)
+        view = None if cid is None else self.tracker.get(cid)
+        if view is None or cid is None:
+            return
+        inst, o = self._instrument(view.order.symbol), trade.order
+        try:
+            qty = inst.lot(o.totalQuantity)
+            px = inst.tick(o.lmtPrice) if view.order.limit_px is not None else None
+        except ValueError as exc:
+            self.stats["bad_open_order"] += 1
+            log.error("ib_bad_open_order", client_id=cid, error=str(exc))
+            return
+        events = self.tracker.replaced(cid, self._now(), qty, px)
+        self._journal_params(cid)
+        self._emit(events)
+
+    def _journal_params(self, cid: str) -> None:
+        """Journal the order's quantity and price when the tracker's differ from the journal's (a modification,
+        confirmed or implied by a fill); before any fill beyond the old quantity is journaled."""
+        view = self.tracker.get(cid)
+        if view is None:
+            return
+        now = (view.order.qty, view.order.limit_px)
+        if self._params.setdefault(cid, now) == now:
+            return
+        self._params[cid] = now
+        self.stats["modified"] += 1
+        if self.journal is not None:
+            try:
+                self.journal.record_replace(self._now(), cid, now[0], now[1], str(view.state))
+            except Exception as exc:
+                self.stats["journal_error"] += 1
+                log.error("journal_failed", client_id=cid, error=f"{type(exc).__name__}: {exc}")
+
+    def _refuse_replace(self, cid: str, reason: str) -> None:
+        ts = self._now()
+        self.stats["modify_refused"] += 1
+        log.warning("ib_modify_refused", client_id=cid, reason=reason)
+        self._emit(self.tracker.replace_rejected(cid, ts, reason))
+        self._journal_transition(ts, cid, "REPLACE_REJECT", {"reason": reason})
 
     def _on_exec(self, trade: Trade, fill: IbFill) -> None:
         self._take_exec(fill, wait=True)
@@ -569,6 +657,7 @@ class IbGateway:
 
     def _emit(self, events: list[BrokerEvent]) -> None:
         for ev in events:
+            self._journal_params(ev.client_id)
             if isinstance(ev, OrderAccepted):
                 self._acked.add(ev.client_id)
             self._journal(ev)
@@ -593,12 +682,12 @@ class IbGateway:
             self.stats["journal_error"] += 1
             log.error("journal_failed", client_id=ev.client_id, error=f"{type(exc).__name__}: {exc}")
 
-    def _journal_transition(self, ts: int, cid: str, event: str) -> None:
+    def _journal_transition(self, ts: int, cid: str, event: str, payload: dict[str, Any] | None = None) -> None:
         view = self.tracker.get(cid)
         if self.journal is None or view is None:
             return
         try:
-            self.journal.record_order_event(ts, cid, event, str(view.state))
+            self.journal.record_order_event(ts, cid, event, str(view.state), payload=payload)
         except Exception as exc:
             self.stats["journal_error"] += 1
             log.error("journal_failed", client_id=cid, error=f"{type(exc).__name__}: {exc}")

@@ -21,6 +21,10 @@ class OrderJournal(Protocol):
         """Journal an order's event (ACCEPT, CANCEL_REQUEST, SEND_TIMEOUT, ...) and the state it leaves."""
         ...
 
+    def record_replace(self, ts: int, client_id: str, qty: int, limit_px: int | None, state: str) -> object:
+        """Journal a modification the venue confirmed: the order's new quantity and limit price (durable)."""
+        ...
+
     def record_fill(self, fill: Fill, venue: str, state: str | None = None) -> object:
         """Journal a fill once per (venue, trade id) (durable)."""
         ...

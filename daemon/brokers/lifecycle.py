@@ -27,8 +27,12 @@ Live brokers only (the paper broker never sends these):
   UNKNOWN (the gateway cancels by client id; the tracker remembers the request and moves the order
   to PENDING_CANCEL once it is found).
 
-Not here: modify/replace (IB `placeOrder` on an existing order id). It needs a PENDING_REPLACE state
-and new quantity/price bookkeeping; it belongs with the IB gateway, where the need is concrete.
+Modify (IB `placeOrder` on the order's own id): a working order (NEW, PARTIALLY_FILLED) takes
+REPLACE_REQUEST to PENDING_REPLACE. The venue's word ends it: REPLACE (the order now carries the new
+quantity/price) or REPLACE_REJECT (it keeps the old), both back to NEW, after which the tracker moves
+on by the fills (PARTIAL_FILL, FULL_FILL). Meanwhile fills, a cancel request, a cancel and an expiry
+apply as from NEW. A restored PENDING_REPLACE order comes back working: the venue's open order says
+which quantity and price it has.
 
 Any other move raises `IllegalTransition` naming the machine, the state and the event.
 """
@@ -52,6 +56,7 @@ class OrderState(enum.StrEnum):
     REJECTED = "REJECTED"
     EXPIRED = "EXPIRED"
     UNKNOWN = "UNKNOWN"
+    PENDING_REPLACE = "PENDING_REPLACE"
 
 
 class OrderEvent(enum.StrEnum):
@@ -67,6 +72,9 @@ class OrderEvent(enum.StrEnum):
     EXPIRE = "EXPIRE"
     SEND_TIMEOUT = "SEND_TIMEOUT"
     NOT_FOUND = "NOT_FOUND"
+    REPLACE_REQUEST = "REPLACE_REQUEST"
+    REPLACE = "REPLACE"
+    REPLACE_REJECT = "REPLACE_REJECT"
 
 
 _S = OrderState
@@ -85,6 +93,7 @@ TRANSITIONS: dict[OrderState, dict[OrderEvent, OrderState]] = {
         _E.CANCEL_REQUEST: _S.PENDING_CANCEL,
         _E.CANCEL: _S.CANCELED,
         _E.EXPIRE: _S.EXPIRED,
+        _E.REPLACE_REQUEST: _S.PENDING_REPLACE,
     },
     _S.PARTIALLY_FILLED: {
         _E.PARTIAL_FILL: _S.PARTIALLY_FILLED,
@@ -92,6 +101,7 @@ TRANSITIONS: dict[OrderState, dict[OrderEvent, OrderState]] = {
         _E.CANCEL_REQUEST: _S.PENDING_CANCEL,
         _E.CANCEL: _S.CANCELED,
         _E.EXPIRE: _S.EXPIRED,
+        _E.REPLACE_REQUEST: _S.PENDING_REPLACE,
     },
     _S.PENDING_CANCEL: {
         _E.ACCEPT: _S.PENDING_CANCEL,
@@ -102,6 +112,15 @@ TRANSITIONS: dict[OrderState, dict[OrderEvent, OrderState]] = {
         _E.CANCEL_REJECT: _S.NEW,
         _E.EXPIRE: _S.EXPIRED,
         _E.SEND_TIMEOUT: _S.UNKNOWN,
+    },
+    _S.PENDING_REPLACE: {
+        _E.REPLACE: _S.NEW,
+        _E.REPLACE_REJECT: _S.NEW,
+        _E.PARTIAL_FILL: _S.PENDING_REPLACE,
+        _E.FULL_FILL: _S.FILLED,
+        _E.CANCEL_REQUEST: _S.PENDING_CANCEL,
+        _E.CANCEL: _S.CANCELED,
+        _E.EXPIRE: _S.EXPIRED,
     },
     _S.UNKNOWN: {
         _E.ACCEPT: _S.NEW,

@@ -9,9 +9,9 @@ Reports (one method each, all return `list[BrokerEvent]`):
 
 - `accepted`, `rejected`, `canceled`, `expired` (an expiry reaches the engine as an OrderCanceled
   with reason "expired"), `cancel_rejected`, `not_found` (the venue confirms it has no such order),
-  `send_timeout` (our create's outcome is unknown), `fill` (keyed by the venue's trade id) and
+  `send_timeout` (our create's outcome is unknown), `fill` (keyed by the venue's trade id),
   `status`, an order-status snapshot from polling or reconciliation ("X is PARTIALLY_FILLED, 3 lots
-  filled").
+  filled"), and `replaced` / `replace_rejected` for a modification asked with `request_replace`.
 
 Rules:
 
@@ -30,6 +30,14 @@ Rules:
 - Reports for client ids the tracker does not know are counted ("unknown_order") and listed as
   Discrepancies; orphans the daemon does not own are the reconciler's business.
 
+Modify: `request_replace(qty, limit_px)` keeps the wanted quantity and price beside the order
+(PENDING_REPLACE) until the venue shows the order with them (`replaced`: the tracked Order becomes the
+new one) or refuses (`replace_rejected`: it keeps the old). Until then a fill may take the order up to
+the larger of the two quantities, and an order filled to the old quantity while a larger one is asked
+stays working until the venue's word. The venue showing the order with a quantity or price nobody
+asked for (modified from TWS, or while the daemon was down) is applied too, counted ("venue_replaced").
+No BrokerEvent is emitted for a modification: `open_orders` shows it.
+
 Restart: `records()` gives each order's OrderRecord and the journal keeps every Fill; `restore` takes
 both back. An order that was in flight (PENDING_NEW, or an unacknowledged PENDING_CANCEL) comes back
 UNKNOWN, since the process that awaited the answer is gone: reconciliation looks it up by client id
@@ -41,7 +49,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -96,6 +104,7 @@ class _Tracked:
     pending: OrderEvent | None = None
     pending_reason: str = ""
     trade_ids: set[str] = field(default_factory=set)
+    replacement: tuple[int, int | None] | None = None  # (qty, limit_px) asked, until the venue's word
 
     def view(self) -> OpenOrder:
         return OpenOrder(self.order, self.filled, self.order.qty - self.filled, self.state)
@@ -136,6 +145,8 @@ class OrderTracker:
             if state is _S.PENDING_NEW or (state is _S.PENDING_CANCEL and not r.acked):
                 cancel_requested = cancel_requested or state is _S.PENDING_CANCEL
                 state = _S.UNKNOWN
+            elif state is _S.PENDING_REPLACE:  # the venue's open order will say which quantity and price won
+                state = _S.PARTIALLY_FILLED if r.filled_qty else _S.NEW
             tracker._orders[cid] = _Tracked(r.order, state, 0, r.acked, cancel_requested,
                                             r.venue_id, r.venue_filled, r.pending, r.pending_reason)
             expected[cid] = r.filled_qty
@@ -186,7 +197,71 @@ class OrderTracker:
             self._move(rec, _E.SEND_TIMEOUT)
         return []
 
+    def request_replace(self, client_id: str, ts: int, qty: int, limit_px: int | None) -> bool:
+        """Note that we ask the venue to modify a working order; True if the modification should be sent.
+
+        Refused (False, counted) for an order that is not working and acknowledged, has a cancel or another
+        modification outstanding, or would not change; a quantity at or below what has filled is a ValueError.
+        """
+        rec = self._find(client_id, "replace_request", ts)
+        if rec is None:
+            return False
+        if qty <= rec.filled:
+            raise ValueError(f"order {client_id!r}: new quantity {qty} is not above the {rec.filled} lots filled")
+        if (limit_px is None) != (rec.order.limit_px is None):
+            raise ValueError(f"order {client_id!r}: a modification cannot change the order type")
+        if rec.state not in (_S.NEW, _S.PARTIALLY_FILLED) or not rec.acked or rec.cancel_requested:
+            self.stats["replace_refused"] += 1
+            return False
+        if (qty, limit_px) == (rec.order.qty, rec.order.limit_px):
+            self.stats["replace_unchanged"] += 1
+            return False
+        rec.replacement = (qty, limit_px)
+        self._move(rec, _E.REPLACE_REQUEST)
+        return True
+
+    def replacing(self, client_id: str) -> tuple[int, int | None] | None:
+        """The (qty, limit_px) asked of the venue and not yet confirmed or refused, if any."""
+        rec = self._orders.get(client_id)
+        return None if rec is None else rec.replacement
+
     # --- venue reports --------------------------------------------------------------------------
+
+    def replaced(self, client_id: str, ts: int, qty: int, limit_px: int | None) -> list[BrokerEvent]:
+        """The venue shows the order with this quantity and price: applied (the Order is replaced) if new."""
+        rec = self._find(client_id, "replace", ts)
+        if rec is None or rec.state in TERMINAL:
+            return []
+        if (qty, limit_px) == (rec.order.qty, rec.order.limit_px):
+            return []  # an unchanged report (a modification not applied yet, or none asked)
+        if qty < rec.filled:
+            self._discrepancy(rec, "bad_replace", f"venue shows quantity {qty} below the {rec.filled} filled", ts)
+            return []
+        if rec.replacement != (qty, limit_px):
+            self._discrepancy(rec, "venue_replaced", f"venue shows {qty} @ {limit_px}, depthd had "
+                              f"{rec.order.qty} @ {rec.order.limit_px} (asked {rec.replacement})", ts)
+        rec.order = replace(rec.order, qty=qty, limit_px=limit_px)
+        rec.replacement = None
+        events: list[BrokerEvent] = []
+        self._accept(rec, ts, events)
+        self._after_replace(rec, _E.REPLACE)
+        return events
+
+    def replace_rejected(self, client_id: str, ts: int, reason: str) -> list[BrokerEvent]:
+        """The venue refused our modification: the order works on with its old quantity and price."""
+        rec = self._find(client_id, "replace_reject", ts)
+        if rec is None:
+            return []
+        if rec.replacement is None:
+            self.stats["replace_reject_ignored"] += 1
+            return []
+        rec.replacement = None
+        log.info("replace_rejected", client_id=client_id, reason=reason, ts=ts)
+        if rec.state in TERMINAL:
+            return []
+        self._after_replace(rec, _E.REPLACE_REJECT)
+        return []
+
 
     def accepted(self, client_id: str, ts: int, venue_id: str | None = None) -> list[BrokerEvent]:
         """The venue acknowledged the order (create response or order update)."""
@@ -271,6 +346,12 @@ class OrderTracker:
         if problem:
             self._discrepancy(rec, "bad_fill", f"trade {f.trade_id!r}: {problem}", f.ts)
             return []
+        wanted = rec.replacement[0] if rec.replacement is not None else 0
+        if rec.order.qty < rec.filled + f.qty <= wanted:  # only the modification makes room: it took effect
+            rec.order = replace(rec.order, qty=wanted, limit_px=rec.replacement[1])  # type: ignore[index]
+            rec.replacement = None
+            self.stats["replace_implied_by_fill"] += 1
+            self._after_replace(rec, _E.REPLACE)
         if rec.filled + f.qty > rec.order.qty:
             log.error("overfill", client_id=f.client_id, trade_id=f.trade_id, qty=f.qty, filled=rec.filled,
                       order_qty=rec.order.qty)
@@ -286,7 +367,7 @@ class OrderTracker:
         self._accept(rec, f.ts, events)
         rec.filled += f.qty
         rec.venue_filled = max(rec.venue_filled, rec.filled)
-        self._move(rec, _E.FULL_FILL if rec.filled == rec.order.qty else _E.PARTIAL_FILL)
+        self._move(rec, _E.FULL_FILL if self._complete(rec) else _E.PARTIAL_FILL)
         events.append(f)
         self._settle(rec, f.ts, events)
         return events
@@ -300,7 +381,7 @@ class OrderTracker:
         if rec is None:
             return []
         self._note_venue_id(rec, venue_id, ts)
-        if filled_qty < 0 or filled_qty > rec.order.qty:
+        if filled_qty < 0 or filled_qty > _max_qty(rec):
             self._discrepancy(rec, "bad_status", f"venue says {filled_qty} filled of {rec.order.qty}", ts)
             return []
         if state is _S.CANCELED:
@@ -399,6 +480,19 @@ class OrderTracker:
             self._move(rec, _E.CANCEL_REQUEST)
         events.append(OrderAccepted(rec.order.client_id, rec.order.symbol, ts))
 
+    @staticmethod
+    def _complete(rec: _Tracked) -> bool:
+        """Filled in full, unless a modification to a larger quantity awaits the venue's word."""
+        return rec.filled == rec.order.qty and (rec.replacement is None or rec.replacement[0] <= rec.order.qty)
+
+    def _after_replace(self, rec: _Tracked, event: OrderEvent) -> None:
+        """End PENDING_REPLACE (REPLACE / REPLACE_REJECT back to NEW), then move on by the fills."""
+        if rec.state is not _S.PENDING_REPLACE:
+            return  # e.g. a cancel asked meanwhile: that now decides
+        self._move(rec, event)
+        if rec.filled:
+            self._move(rec, _E.FULL_FILL if rec.filled == rec.order.qty else _E.PARTIAL_FILL)
+
     def _end(self, client_id: str, event: OrderEvent, ts: int, reason: str,
              filled_qty: int | None) -> list[BrokerEvent]:
         """A cancel or an expiry: applied now if the fills cover the venue's filled quantity, else held."""
@@ -410,7 +504,7 @@ class OrderTracker:
             self.stats[f"late_{kind}"] += 1
             return []
         if filled_qty is not None:
-            if filled_qty > rec.order.qty or filled_qty < 0:
+            if filled_qty > _max_qty(rec) or filled_qty < 0:
                 self._discrepancy(rec, "bad_status", f"{kind} says {filled_qty} filled of {rec.order.qty}", ts)
                 return []
             if filled_qty < rec.filled:
@@ -441,13 +535,18 @@ class OrderTracker:
         """The only place an order changes state: through the lifecycle table."""
         rec.state = next_state(rec.state, event, f"order {rec.order.client_id}")
         if rec.state in TERMINAL:
-            rec.pending, rec.pending_reason = None, ""
+            rec.pending, rec.pending_reason, rec.replacement = None, "", None
             self._finished.append(rec.order.client_id)
             self._trim()
 
     def _trim(self) -> None:
         while len(self._finished) > self._keep_terminal:
             self._orders.pop(self._finished.popleft(), None)
+
+
+def _max_qty(rec: _Tracked) -> int:
+    """The most the order may fill: its quantity, or a larger one asked and not yet answered."""
+    return max(rec.order.qty, rec.replacement[0]) if rec.replacement is not None else rec.order.qty
 
 
 def _fill_problem(order: Order, f: Fill) -> str:

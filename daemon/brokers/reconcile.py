@@ -250,6 +250,10 @@ class Reconciler:
         state = None
         if view is not None and view.state not in TERMINAL:
             state = str(OrderState.FILLED if view.filled_qty + f.qty >= view.order.qty else OrderState.PARTIALLY_FILLED)
+        want = self.tracker.replacing(f.client_id)
+        if view is not None and want is not None and view.order.qty < view.filled_qty + f.qty <= want[0]:
+            # the fill shows the modification took effect: the journal's order grows before the fill goes in
+            self.journal.record_replace(f.ts, f.client_id, want[0], want[1], str(view.state))
         if not self.journal.record_fill(f, self.venue, state=state, event="FILL").inserted:
             return False
         if state is not None:

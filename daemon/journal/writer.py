@@ -146,6 +146,20 @@ class Journal:
             self._event(seq, ts, client_id, event, state, venue_order_id, payload, acked, venue_filled or 0)
         return seq
 
+    def record_replace(self, ts: int, client_id: str, qty: int, limit_px: int | None, state: str) -> int:
+        """Journal a modification the venue confirmed (durable): the order's row takes the new quantity and
+        price, so a recovery rebuilds the order as it now works; the event keeps the old ones."""
+        with self._tx(durable=True, what=f"replace of {client_id}") as tx:
+            seq = tx.seq()
+            old = self._conn.execute("SELECT qty, limit_px FROM orders WHERE client_id = ?", (client_id,)).fetchone()
+            if old is None:
+                raise JournalError(self.path, f"replace of client id {client_id!r}, which is not journaled")
+            self._conn.execute("UPDATE orders SET qty = ?, limit_px = ? WHERE client_id = ?",
+                               (qty, limit_px, client_id))
+            self._event(seq, ts, client_id, "REPLACE", state, None,
+                        {"qty": qty, "limit_px": limit_px, "old_qty": old[0], "old_limit_px": old[1]}, True, 0)
+        return seq
+
     def record_fill(self, fill: Fill, venue: str, state: str | None = None, event: str = "FILL",
                     payload: Mapping[str, object] | None = None) -> FillWrite:
         """Journal a fill once per (venue, trade id) (durable); with `state`, the order's event goes in with it.

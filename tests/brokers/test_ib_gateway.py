@@ -53,6 +53,10 @@ class MemoryJournal:
         self.rows.append(("order", order.client_id, venue, state))
         return None
 
+    def record_replace(self, ts: int, client_id: str, qty: int, limit_px: int | None, state: str) -> object:
+        self.rows.append(("replace", client_id, qty, limit_px, state))
+        return None
+
     def record_order_event(self, ts: int, client_id: str, event: str, state: str, venue_order_id: str | None = None,
                            payload: Mapping[str, object] | None = None) -> object:
         self.rows.append(("event", client_id, event, state))
@@ -385,3 +389,79 @@ def test_trade_id_strips_the_correction_suffix():
 def test_client_id_zero_is_refused():
     with pytest.raises(ValueError, match="client_id 0"):
         IbGateway(IB(), contracts(), lambda s: INST, lambda ev: None, clock_now=lambda: 0, client_id=0)
+
+
+async def test_modify_price_and_quantity_confirmed_by_ib(tws, rig):
+    rig.gw.submit(order("dd-1-20", 100))
+    placed = await tws.wait_order("dd-1-20")
+    await rig.next(OrderAccepted)
+    tws.fill(placed.order_id, 30, 150.0)
+    await rig.next(Fill)
+    assert rig.gw.modify("dd-1-20", 200, 14950)
+    assert rig.state("dd-1-20") is OrderState.PENDING_REPLACE
+    await rig.until(lambda: rig.state("dd-1-20") is OrderState.PARTIALLY_FILLED)
+    assert tws.modifications == [(placed.order_id, 200.0, "149.5")] and tws.orders[placed.order_id].qty == 200
+    view = rig.gw.open_orders()[0]
+    assert (view.order.qty, view.order.limit_px, view.filled_qty, view.leaves_qty) == (200, 14950, 30, 170)
+    assert ("replace", "dd-1-20", 200, 14950, "PARTIALLY_FILLED") in rig.journal.rows
+    tws.fill(placed.order_id, 170, 149.5)  # beyond the old 100: the order is now 200
+    await rig.until(lambda: rig.state("dd-1-20") is OrderState.FILLED)
+    assert sum(f.qty for f in rig.fills()) == 200 and not rig.gw.tracker.take_discrepancies()
+
+
+async def test_modify_refused_by_ib_keeps_the_old_order(tws, rig):
+    rig.gw.submit(order("dd-1-21", 100))
+    placed = await tws.wait_order("dd-1-21")
+    await rig.next(OrderAccepted)
+    for code, text in ((105, "Order being modified does not match original order"), (201, "Order rejected")):
+        tws.refuse_modify_next = (code, text)
+        assert rig.gw.modify("dd-1-21", 100, 15100)
+        await rig.until(lambda: rig.state("dd-1-21") is OrderState.NEW)
+        view = rig.gw.open_orders()[0]
+        assert (view.order.qty, view.order.limit_px) == (100, 15000), "IB kept the old order"
+    assert rig.gw.stats["modify_refused"] == 2
+    assert not [e for e in rig.events if isinstance(e, (OrderRejected, OrderCanceled))], "the order lives on"
+    tws.fill(placed.order_id, 100, 150.0)
+    await rig.until(lambda: rig.state("dd-1-21") is OrderState.FILLED)
+
+
+async def test_modify_not_working_or_not_connected_is_refused_without_sending(tws, rig):
+    rig.gw.submit(order("dd-1-22", 100))
+    placed = await tws.wait_order("dd-1-22")
+    await rig.next(OrderAccepted)
+    with pytest.raises(ValueError, match="not above"):
+        rig.gw.modify("dd-1-22", 0, 15000)
+    with pytest.raises(ValueError, match="order type"):
+        rig.gw.modify("dd-1-22", 50, None)
+    assert not rig.gw.modify("dd-1-22", 100, 15000), "nothing to change"
+    rig.gw.cancel("dd-1-22")
+    assert not rig.gw.modify("dd-1-22", 50, 15000), "a cancel is on its way"
+    await rig.next(OrderCanceled)
+    assert not rig.gw.modify("dd-1-22", 50, 15000)
+    assert tws.modifications == [] and placed.status == "Cancelled"
+
+
+async def test_modification_made_while_away_is_taken_from_ib_on_restart(tws, tmp_path):
+    journal = Journal.open(str(tmp_path / "j.db"))
+    first = Rig(tws)
+    first.gw.journal = journal
+    await first.start()
+    first.gw.submit(order("dd-1-23", 100))
+    placed = await tws.wait_order("dd-1-23")
+    await first.next(OrderAccepted)
+    await first.gw.close()
+    tws.orders[placed.order_id].qty, tws.orders[placed.order_id].lmt_price = 300.0, "149"  # changed in TWS
+    tws.fill(placed.order_id, 250, 149.0)
+
+    from daemon.brokers.reconcile import restore_tracker
+
+    second = Rig(tws, tracker=restore_tracker(journal))
+    second.gw.journal = journal
+    await second.start()
+    await second.until(lambda: second.state("dd-1-23") is OrderState.PARTIALLY_FILLED)
+    view = second.gw.open_orders()[0]
+    assert (view.order.qty, view.order.limit_px, view.filled_qty) == (300, 14900, 250)
+    await second.gw.close()
+    again = restore_tracker(journal)  # the journal holds the order as IB has it, and its fill
+    assert [(v.order.qty, v.order.limit_px, v.filled_qty) for v in again.open_orders()] == [(300, 14900, 250)]
+    journal.close()

@@ -510,3 +510,80 @@ def test_restored_records_round_trip_through_replace() -> None:
     [rec] = t.records()
 
     assert OrderTracker.restore([replace(rec)], [fill("a", 4)]).records() == [rec]
+
+
+# --- modify / replace ---------------------------------------------------------------------------
+
+
+def test_replace_waits_for_the_venue_then_the_order_is_the_new_one() -> None:
+    t = tracker()
+    t.accepted(CID, 1)
+    t.fill(fill("a", 4))
+
+    assert t.request_replace(CID, 2, 20, 99)
+    assert state(t) is S.PENDING_REPLACE and t.replacing(CID) == (20, 99)
+    assert t.replaced(CID, 3, 10, 100) == [], "an unchanged report leaves it pending"
+    assert t.replaced(CID, 4, 20, 99) == []
+
+    view = t.get(CID)
+    assert (view.state, view.order.qty, view.order.limit_px, view.leaves_qty) == (S.PARTIALLY_FILLED, 20, 99, 16)
+    assert t.replacing(CID) is None and not t.take_discrepancies()
+
+
+def test_replace_refused_keeps_the_old_order_and_its_fills() -> None:
+    t = tracker()
+    t.accepted(CID, 1)
+    assert t.request_replace(CID, 2, 5, 100)
+    t.fill(fill("a", 6))
+    assert state(t) is S.PENDING_REPLACE
+
+    t.replace_rejected(CID, 3, "IB 104")  # more than 5 filled meanwhile: the venue refuses the smaller one
+
+    assert state(t) is S.PARTIALLY_FILLED and t.get(CID).order.qty == 10
+    t.fill(fill("b", 4))
+    assert state(t) is S.FILLED
+
+
+def test_a_fill_beyond_the_old_quantity_shows_the_replace_took_effect() -> None:
+    t = tracker()
+    t.accepted(CID, 1)
+    t.request_replace(CID, 2, 15, 100)
+
+    assert t.fill(fill("a", 10)) == [fill("a", 10)]
+    assert state(t) is S.PENDING_REPLACE, "filled to the old size, a larger one asked: still working"
+    assert t.fill(fill("b", 5)) == [fill("b", 5)]
+
+    assert state(t) is S.FILLED and t.get(CID).order.qty == 15 and t.stats["replace_implied_by_fill"] == 1
+
+
+def test_replace_refused_when_not_working_or_asked_wrong() -> None:
+    t = tracker()
+    assert not t.request_replace(CID, 1, 20, 100), "not acknowledged yet"
+    t.accepted(CID, 2)
+    t.fill(fill("a", 4))
+    with pytest.raises(ValueError, match="not above"):
+        t.request_replace(CID, 3, 4, 100)
+    with pytest.raises(ValueError, match="order type"):
+        t.request_replace(CID, 3, 20, None)
+    assert not t.request_replace(CID, 3, 10, 100), "unchanged"
+    t.request_cancel(CID, 4)
+    assert not t.request_replace(CID, 5, 20, 100), "a cancel is on its way"
+    assert t.stats["replace_refused"] == 2 and t.stats["replace_unchanged"] == 1
+
+
+def test_venue_showing_other_values_is_applied_and_reported() -> None:
+    t = tracker()
+    t.accepted(CID, 1)
+
+    t.replaced(CID, 2, 30, 101)
+
+    assert (t.get(CID).order.qty, t.get(CID).order.limit_px) == (30, 101)
+    assert [d.kind for d in t.take_discrepancies()] == ["venue_replaced"]
+
+
+def test_restored_pending_replace_comes_back_working() -> None:
+    rec = OrderRecord(order(), S.PENDING_REPLACE, 4, acked=True, venue_filled=4)
+
+    t = OrderTracker.restore([rec], [fill("a", 4)])
+
+    assert state(t) is S.PARTIALLY_FILLED and t.replacing(CID) is None

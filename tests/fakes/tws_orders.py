@@ -5,6 +5,9 @@ expects for trading, in the TWS API wire format of server version 178:
 
 - placeOrder (3) -> openOrder (5) + orderStatus (3) "Submitted"; `reject_next` answers the next one
   with an error (201 by default) instead, `silent_next` takes it without a word (the answer lost).
+- placeOrder for an open order's id modifies it (quantity, limit price) -> openOrder + orderStatus;
+  `refuse_modify_next` answers the next modification with that error instead (e.g. 105, or 201), and a
+  modification of an order that is not open gets error 104 ("Can't modify a filled order").
 - cancelOrder (4) -> orderStatus "Cancelled" (+ error 202); an order that is not open -> error 10148.
 - reqOpenOrders (5) / reqAllOpenOrders (16) -> openOrder + orderStatus per open order, openOrderEnd.
 - reqExecutions (7) -> execDetails + commissionReport per execution matching the filter's client id
@@ -81,6 +84,8 @@ class FakeTwsOrders(FakeTws):
         self.cancels: list[int] = []
         self.reject_next: tuple[int, str] | None = None
         self.silent_next = False
+        self.refuse_modify_next: tuple[int, str] | None = None
+        self.modifications: list[tuple[int, float, str]] = []  # (order id, qty, limit price) asked
         self.commission_per_share = 0.005
         self._perm = 1_000_000
         self._exec_seq = 0
@@ -202,8 +207,8 @@ class FakeTwsOrders(FakeTws):
         # 3, orderId, contract (12 fields), secIdType, secId, action, qty, type, lmt, aux, tif, oca, account,
         # openClose, origin, orderRef, ...
         order_id = int(f[1])
-        if order_id in self.orders:  # a modification: not supported by the fake
-            w.write(_frame(4, 2, order_id, 103, "Duplicate order id", ""))
+        if order_id in self.orders:
+            self._modify(w, self.orders[order_id], float(f[17]), f[19])
             return
         if self.reject_next is not None:
             code, text = self.reject_next
@@ -217,6 +222,16 @@ class FakeTwsOrders(FakeTws):
         if self.silent_next:
             self.silent_next = False
             return
+        w.write(self.open_order_frame(o) + self.status_frame(o))
+
+    def _modify(self, w: asyncio.StreamWriter, o: FakeOrder, qty: float, lmt_price: str) -> None:
+        self.modifications.append((o.order_id, qty, lmt_price))
+        if self.refuse_modify_next is not None or not o.open or qty < o.filled:
+            code, text = self.refuse_modify_next or (104, "Can't modify a filled order")
+            self.refuse_modify_next = None
+            w.write(_frame(4, 2, o.order_id, code, text, ""))
+            return
+        o.qty, o.lmt_price = qty, lmt_price
         w.write(self.open_order_frame(o) + self.status_frame(o))
 
     def _cancel(self, w: asyncio.StreamWriter, order_id: int) -> None:

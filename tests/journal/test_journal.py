@@ -441,3 +441,21 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_write(jpath: Path) -> No
         assert {jo.order.client_id for jo in rec.open_orders} == {o[0] for o in orders if o[6] != "FILLED"}
     assert wal_seen >= 1
     assert len(acked_fills) > 0
+
+
+def test_a_confirmed_replace_is_what_recovery_rebuilds(tmp_path) -> None:
+    from daemon.brokers.lifecycle import OrderState
+    from daemon.brokers.reconcile import restore_tracker
+
+    j = Journal.open(str(tmp_path / "r.db"))
+    o = Order("dd-0-1", "BTCUSDT", 1, Side.BUY, 10, OrderType.LIMIT, 100)
+    j.record_order(o, "ib")
+    j.record_order_event(2, o.client_id, "ACCEPT", "NEW", "55")
+    j.record_order_event(3, o.client_id, "REPLACE_REQUEST", "PENDING_REPLACE", payload={"qty": 30, "limit_px": 99})
+    j.record_replace(4, o.client_id, 30, 99, "NEW")
+
+    [view] = restore_tracker(j).open_orders()
+    assert (view.order.qty, view.order.limit_px, view.state) == (30, 99, OrderState.NEW)
+    with pytest.raises(JournalError, match="not journaled"):
+        j.record_replace(5, "nope", 1, 1, "NEW")
+    j.close()
