@@ -151,3 +151,37 @@ def _value(v: object) -> str:
     if isinstance(v, list):
         return "[" + ", ".join(_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {v!r} to TOML")
+
+
+async def test_base_asset_fees_do_not_break_the_spot_balance_check(tmp_path: Path, creds: dict) -> None:
+    async with FakeBinance("spot", [SYM], source="synthetic", seed=3) as md, \
+            FakeBinanceExchange(balances={"USDT": "100000", "BTC": "1"}, fee_rate="0.001") as ex:
+        ex.set_price(SYM, "60000")
+        async with LiveHarness(md, live_mode(tmp_path, md, ex)) as h:
+            await h.settle(SYM)
+            engine, broker = h.session.path.engine, h.session.live_broker
+            for _ in range(300):
+                if engine.counts["fills"] >= 4 and h.session.path.portfolio.position(SYM) > 0:
+                    break
+                await md.push(20)
+                await asyncio.sleep(0.02)
+            assert engine.counts["fills"] >= 4
+            assert any(t.commission_asset == "BTC" and t.commission > 0 for t in ex.trades), "a buy paid its fee in BTC"
+            passes = len(journal_reports(tmp_path / "journal.db"))
+            await h.until(lambda: len(journal_reports(tmp_path / "journal.db")) >= passes + 2, timeout=10,
+                          what="two periodic reconciliations after the fills")
+            reports = journal_reports(tmp_path / "journal.db")
+            assert all(r["ok"] for r in reports), [r["discrepancies"] for r in reports if not r["ok"]]
+            assert str(h.session.path.state.state) == "ACTIVE"
+
+
+def journal_reports(path: Path) -> list[dict]:
+    import json
+
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [json.loads(r) for (r,) in con.execute("SELECT report FROM reconciliations ORDER BY seq")]
+    except sqlite3.Error:
+        return []
+    finally:
+        con.close()

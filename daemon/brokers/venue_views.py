@@ -77,6 +77,7 @@ class CcxtVenueView:
         self.absent_is_closed = False
         self.reports = cm.VenueReports(OrderTracker(), instruments)
         self._by_venue_id: dict[str, str] = {}
+        self._base_fees: dict[str, dict[str, float]] = {}  # symbol -> trade id -> base-asset fee (spot)
         self._bound = False
 
     async def _bind(self) -> None:
@@ -127,10 +128,17 @@ class CcxtVenueView:
                 cid = cm.order_client_id(o) or ""
                 self._by_venue_id[vid] = cid
             out.append(cm.to_fill(t, cid, symbol, self.instruments[symbol], market["base"], market["quote"], ts))
+            fee = t.get("fee") or {}
+            if not self.positions and fee.get("cost") and fee.get("currency") == market["base"]:
+                self._base_fees.setdefault(symbol, {})[str(t.get("id"))] = float(fee["cost"])
         return out
 
     async def holdings(self) -> dict[str, int]:
-        """Per symbol the position's signed contracts (`positions`) or the base asset's total balance, in lots."""
+        """Per symbol the position's signed contracts (`positions`) or the base asset's total balance, in lots.
+
+        Spot: a fee charged in the base asset (Binance without BNB) leaves the balance but not the position,
+        so the base-asset fees of every trade this view has fetched are added back.
+        """
         await self._bind()
         out: dict[str, int] = {}
         if self.positions:
@@ -143,7 +151,8 @@ class CcxtVenueView:
         bal = await self.exchange.fetch_balance()
         for sym, csym in self.reports.ccxt_symbol.items():
             row = bal.get(self.exchange.markets[csym]["base"]) or {}
-            out[sym] = _lots(float(row.get("total") or 0), self.instruments[sym])
+            fees = sum(self._base_fees.get(sym, {}).values())  # paid out of the balance, not out of the position
+            out[sym] = _lots(float(row.get("total") or 0) + fees, self.instruments[sym])
         return out
 
     async def cancel(self, order: VenueOrder) -> None:
