@@ -106,6 +106,7 @@ class LiveBroker:
         self.last_result: ReconcileResult | None = None
         self._timer: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.skipped_passes = 0
 
     async def start(self) -> ReconcileResult:
         """Reconcile with the venue, then hand the engine the gateway; halt when not ok."""
@@ -160,7 +161,8 @@ class LiveBroker:
         for attempt in range(3):
             self.reconciler = Reconciler(self.journal, view, self.path.portfolio, clock_now=clock.now,
                                          prefix=self.settings.execution.client_id_prefix, venue=venue,
-                                         cancel_orphans=b.cancel_orphans, tracker=tracker)
+                                         cancel_orphans=b.cancel_orphans, tracker=tracker,
+                                         symbols=self.settings.feed.symbols)
             result = await self.reconciler.startup()
             tracker = self.reconciler.tracker
             wait = _too_recent_wait(result)
@@ -174,6 +176,9 @@ class LiveBroker:
         return result
 
     def _periodic(self, ts: int) -> None:
+        if self._tasks:  # the last pass still runs (a slow venue): passes never overlap on one tracker
+            self.skipped_passes += 1
+            return
         task = asyncio.get_running_loop().create_task(self._periodic_pass())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -159,7 +159,7 @@ async def test_base_asset_fees_do_not_break_the_spot_balance_check(tmp_path: Pat
         ex.set_price(SYM, "60000")
         async with LiveHarness(md, live_mode(tmp_path, md, ex)) as h:
             await h.settle(SYM)
-            engine, broker = h.session.path.engine, h.session.live_broker
+            engine = h.session.path.engine
             for _ in range(300):
                 if engine.counts["fills"] >= 4 and h.session.path.portfolio.position(SYM) > 0:
                     break

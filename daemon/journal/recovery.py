@@ -95,7 +95,8 @@ class Recovery:
     `open_orders` in journal order; `last_fills`, `positions` and `fills_after_snapshot` by symbol;
     `next_client_seq` is 1 + the highest n of `<prefix>-<n>` client ids (1 when none); `last_seq`
     the last record's sequence number; `last_boot` the highest boot id journaled (None: first start);
-    `counts` the records per table.
+    `counts` the records per table; `open_order_fills` every fill of the open orders, in journal order (with
+    `open_orders`, what rebuilds an OrderTracker).
     """
 
     open_orders: list[JournaledOrder]
@@ -107,6 +108,7 @@ class Recovery:
     last_seq: int
     last_boot: int | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    open_order_fills: list[Fill] = field(default_factory=list)
 
     @property
     def unacked_orders(self) -> list[JournaledOrder]:
@@ -154,6 +156,9 @@ def _read(conn: sqlite3.Connection) -> Recovery:
             f"SELECT client_id, SUM(qty) FROM fills WHERE client_id IN (SELECT client_id FROM orders "
             f"WHERE state NOT IN ({marks})) GROUP BY client_id", tuple(TERMINAL_STATES)).fetchall())
     open_orders = [_order(r, filled) for r in rows]
+    open_fills = [_fill(r).fill for r in conn.execute(
+        f"SELECT {_FILL_COLS} FROM fills WHERE client_id IN (SELECT client_id FROM orders WHERE state NOT IN "
+        f"({marks})) ORDER BY seq", tuple(TERMINAL_STATES))] if rows else []
 
     last_fills: dict[str, FillMark] = {}
     # SQLite takes the bare columns of a MAX() aggregate from the row that holds the maximum
@@ -182,7 +187,7 @@ def _read(conn: sqlite3.Connection) -> Recovery:
     boot = conn.execute("SELECT MAX(boot) FROM boots").fetchone()[0]
     counts = {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in RECORD_TABLES}
     return Recovery(open_orders, last_fills, positions, after, trading_state,
-                    (max_cseq or 0) + 1, last_seq(conn), boot, counts)
+                    (max_cseq or 0) + 1, last_seq(conn), boot, counts, open_fills)
 
 
 def last_seq(conn: sqlite3.Connection) -> int:

@@ -198,6 +198,26 @@ async def test_position_mismatch_is_not_ok(fake: FakeBinanceExchange, journal: J
     assert '"position_mismatch"' in reports(jpath)[-1]
 
 
+async def test_a_gap_while_trading_counts_when_the_next_pass_confirms_it(fake: FakeBinanceExchange,
+                                                                          journal: Journal) -> None:
+    ex = ccxt_binance(fake, timeout=2000, enableRateLimit=False)
+    try:
+        rec = Reconciler(journal, CcxtVenueView(ex, INST, time.time_ns), Portfolio(INST), clock_now=time.time_ns,
+                         prefix=PREFIX, venue="binance", offsets={SYM: HELD})
+        assert (await rec.startup()).ok
+        fake.set_balance("BTC", "1.01")  # a fill in flight: the venue's balance moved, the portfolio not yet
+        first = await rec.periodic()
+        assert first.ok and first.report["unconfirmed"] == {SYM: 1000}
+        fake.set_balance("BTC", "1")  # ... it was a fill in flight, then the balance is back in step
+        assert (await rec.periodic()).ok and rec.unconfirmed == {}
+        fake.set_balance("BTC", "1.5")  # someone moved 0.5 BTC: still there on the next pass
+        assert (await rec.periodic()).ok
+        second = await rec.periodic()
+        assert not second.ok and [d["kind"] for d in second.discrepancies] == ["position_mismatch"]
+    finally:
+        await ex.close()
+
+
 async def test_first_pass_without_offsets_takes_them(fake: FakeBinanceExchange, journal: Journal) -> None:
     _, (res,) = await reconcile(fake, journal, offsets=None)
     assert res.ok and res.offsets == {SYM: HELD}
