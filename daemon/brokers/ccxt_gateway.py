@@ -61,10 +61,10 @@ import structlog
 from daemon.brokers import ccxt_mapping as cm
 from daemon.brokers.base import BrokerEventSink, OpenOrder
 from daemon.brokers.credentials import ApiCredentials
-from daemon.brokers.journal_port import OrderJournal
+from daemon.brokers.journal_port import OrderJournal, TrackerJournal
 from daemon.brokers.lifecycle import TERMINAL, OrderState
 from daemon.brokers.orders import OrderTracker
-from daemon.events import BrokerEvent, Fill, Order, OrderAccepted, OrderCanceled, OrderRejected
+from daemon.events import BrokerEvent, Order, OrderRejected
 from daemon.instruments import Instrument
 from daemon.sources.backoff import Backoff
 
@@ -103,6 +103,7 @@ class CcxtGateway:
         self.reports = cm.VenueReports(self.tracker, instruments)
         self.gate = cm.RateGate(default_retry_after_s)
         self.stats: Counter[str] = Counter()
+        self.journaled = TrackerJournal(journal, self.tracker, self.venue, self.stats, clock_now)
         self._watchers: dict[str, Callable[[], Any]] = {"orders": exchange.watch_orders,
                                                         "trades": exchange.watch_my_trades} if watch else {}
         self._rest_ok = True
@@ -181,14 +182,13 @@ class CcxtGateway:
             self._deliver([OrderRejected(order.client_id, order.symbol, ts, reason)])
             return
         self.tracker.add(order)
-        if self.journal is not None:
-            try:
-                self.journal.record_order(order, venue=self.venue)
-            except Exception:
-                log.exception("journal_failed", client_id=order.client_id)
-                self.stats["refused_journal_error"] += 1
-                self._deliver(self.tracker.rejected(order.client_id, ts, "journal_error"))
-                return
+        try:
+            self.journaled.order(order)
+        except Exception:
+            log.exception("journal_failed", client_id=order.client_id)
+            self.stats["refused_journal_error"] += 1
+            self._deliver(self.tracker.rejected(order.client_id, ts, "journal_error"))
+            return
         self._in_flight[order.client_id] = time.monotonic()
         self._spawn(self._create(order))
 
@@ -197,7 +197,7 @@ class CcxtGateway:
         ts = self.clock_now()
         if not self.tracker.request_cancel(client_id, ts):
             return
-        self._journal_event(client_id, "CANCEL_REQUEST", ts)
+        self.journaled.transition(ts, client_id, "CANCEL_REQUEST")
         if self._closed or not self._started:
             self.stats["cancel_not_sent"] += 1
         elif client_id in self._in_flight:  # create or lookup in flight: cancel once it has an answer
@@ -276,7 +276,7 @@ class CcxtGateway:
                 log.warning("create_outcome_unknown", client_id=cid, error=type(exc).__name__)
                 self.stats["send_timeout"] += 1
                 self._emit(self.tracker.send_timeout(cid, ts))
-                self._journal_event(cid, "SEND_TIMEOUT", ts, type(exc).__name__)
+                self.journaled.transition(ts, cid, "SEND_TIMEOUT", {"reason": type(exc).__name__})
                 await self._lookup(cid)
                 return
             self._in_flight.pop(cid, None)
@@ -311,7 +311,7 @@ class CcxtGateway:
                     if time.monotonic() - sent_at >= self.absent_after_s:
                         ts = self.clock_now()
                         self._emit(self.tracker.not_found(cid, ts))
-                        self._journal_event(cid, "NOT_FOUND", ts)
+                        self.journaled.transition(ts, cid, "NOT_FOUND")
                         return
                     self.stats["lookup_not_yet"] += 1
                 except Exception as exc:
@@ -517,11 +517,7 @@ class CcxtGateway:
     def _emit(self, events: list[BrokerEvent]) -> None:
         """Journal, then deliver, the tracker's events (each is new: the tracker emits a change once)."""
         for ev in events:
-            try:
-                self._journal(ev)
-            except Exception:
-                self.stats["journal_error"] += 1
-                log.exception("journal_failed", client_id=ev.client_id, event=type(ev).__name__)
+            self.journaled.event(ev)
         self._deliver(events)
 
     def _deliver(self, events: list[BrokerEvent]) -> None:
@@ -531,27 +527,6 @@ class CcxtGateway:
             if isinstance(ev, OrderRejected):
                 self.stats[f"reject_{ev.reason}"] += 1
             self.on_event(ev)
-
-    def _journal(self, ev: BrokerEvent) -> None:
-        if self.journal is None:
-            return
-        cid = ev.client_id
-        if isinstance(ev, Fill):
-            view = self.tracker.get(cid)
-            self.journal.record_fill(ev, self.venue, state=str(view.state) if view is not None else None)
-        elif isinstance(ev, OrderAccepted):
-            self._journal_event(cid, "ACCEPT", ev.ts)
-        elif isinstance(ev, OrderCanceled):
-            self._journal_event(cid, "CANCEL", ev.ts, ev.reason)
-        elif isinstance(ev, OrderRejected):
-            self._journal_event(cid, "REJECT", ev.ts, ev.reason)
-
-    def _journal_event(self, cid: str, event: str, ts: int, reason: str = "") -> None:
-        """Journal an order event with the state the tracker has the order in now."""
-        view = self.tracker.get(cid)
-        if self.journal is not None and view is not None:
-            self.journal.record_order_event(ts, cid, event, str(view.state), self.tracker.venue_id(cid),
-                                            {"reason": reason} if reason else None)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

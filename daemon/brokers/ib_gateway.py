@@ -52,21 +52,9 @@ the venue's view, including orders and fills the daemon does not own.
 Journal (optional, `OrderJournal`): the order is recorded before it is sent; each emitted event and
 UNKNOWN / cancel-request transitions are recorded with the tracker's state after them.
 
-Running against an IB paper account
------------------------------------
-1. Log in to TWS or IB Gateway with the paper account's username.
-2. Enable the API (TWS: File > Global Configuration > API > Settings; Gateway: Configure > Settings >
-   API > Settings): tick "Enable ActiveX and Socket Clients", UNtick "Read-Only API" (orders need it),
-   add 127.0.0.1 to the trusted IPs. Ports: TWS paper 7497 (live 7496), Gateway paper 4002 (live 4001).
-3. Client id: unique among connected clients and the same on every start of this daemon, so
-   `reqOpenOrders` returns its orders after a restart; the market-data feed uses another one. Do not
-   use 0 (it binds manual TWS orders).
-4. Permissions: the paper account needs trading permission for the contracts' asset class and
-   exchange; market orders outside regular hours are refused (error 201 -> REJECTED).
-5. Build it with qualified contracts (or let it qualify them), instruments whose tick and lot match
-   IB's minimum tick and share increment, and `account` set when the login manages several accounts:
-   `IbGateway(IB(), contracts, instrument, engine.on_broker_event, clock_now=clock.now, port=4002,
-   client_id=21, journal=journal)`, then `await gw.start()` and `await gw.wait_synced(10)`.
+Running against an IB paper account: README.md, "From paper to live" (API settings, ports, client id,
+contracts). The paper account needs trading permission for the contracts' asset class and exchange;
+market orders outside regular hours are refused (error 201 -> REJECTED).
 """
 
 from __future__ import annotations
@@ -75,69 +63,48 @@ import asyncio
 import contextlib
 import copy
 import datetime as dt
-import re
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from ib_async import IB, Contract, ExecutionFilter, LimitOrder, MarketOrder, OrderStatus, Trade
+from ib_async import IB, Contract, OrderStatus, Trade
 from ib_async import Fill as IbFill
 from ib_async.ib import StartupFetchNONE
 
 from daemon.brokers.base import BrokerEventSink, OpenOrder
-from daemon.brokers.journal_port import OrderJournal
+from daemon.brokers.ib_mapping import (
+    CANCEL_REFUSED,
+    CONNECTIVITY_RESTORED,
+    ENDED,
+    ORDER_CANCELED,
+    VENUE,
+    WORKING,
+    IbOpenOrder,
+    exec_filter,
+    ib_order,
+    is_warning,
+    open_order,
+    to_fill,
+    trade_id,
+)
+from daemon.brokers.journal_port import OrderJournal, TrackerJournal
 from daemon.brokers.lifecycle import OrderState
 from daemon.brokers.orders import OrderTracker
 from daemon.errors import ConfigError
 from daemon.events import (
     BrokerEvent,
     Fill,
-    Liquidity,
     Order,
     OrderAccepted,
-    OrderCanceled,
     OrderRejected,
-    OrderType,
-    Side,
 )
 from daemon.instruments import Instrument
 from daemon.sources.backoff import Backoff
 
 log = structlog.get_logger("depthd.brokers.ib")
 
-VENUE = "ib"
-ORDER_CANCELED = 202
-CANCEL_REFUSED = frozenset({161, 10147, 10148})
-WARNINGS = frozenset({105, 110, 165, 321, 329, 399, 404, 434, 492, 10167})  # as ib_async: the order lives on
-CONNECTIVITY_RESTORED = frozenset({1101, 1102})
-_WORKING = (OrderStatus.PreSubmitted, OrderStatus.Submitted)
-_ENDED = (OrderStatus.Cancelled, OrderStatus.ApiCancelled)
-_CORRECTION = re.compile(r"(.+)\.\d{2}")
 _S = OrderState
-
-
-@dataclass(frozen=True, slots=True)
-class VenueOrder:
-    """An open order as IB reports it (any client's): for the reconciler's orphan check."""
-
-    client_id: str  # orderRef ("" for a manual order)
-    symbol: str  # "" when the contract is not one of ours
-    side: Side
-    qty: float
-    filled: float
-    limit_price: float | None
-    status: str
-    order_id: int
-    perm_id: int
-    ib_client_id: int
-
-
-def trade_id(exec_id: str) -> str:
-    """An execution's trade id: its execId without the correction suffix (".01", ".02", ...)."""
-    m = _CORRECTION.fullmatch(exec_id)
-    return m.group(1) if m else exec_id
 
 
 class IbGateway:
@@ -168,7 +135,7 @@ class IbGateway:
         self._by_order_id: dict[int, str] = {}
         self._trades: dict[str, Trade] = {}
         self._acked = {r.order.client_id for r in self.tracker.records() if r.acked}
-        self._params = {r.order.client_id: (r.order.qty, r.order.limit_px) for r in self.tracker.records()}
+        self.journaled = TrackerJournal(journal, self.tracker, VENUE, self.stats, clock_now)
         self._execs: dict[str, tuple[str, float, float]] = {}  # trade id -> (execId, shares, price) applied
         self._awaiting: dict[str, tuple[str, IbFill, asyncio.TimerHandle]] = {}  # execId -> waiting for commission
         self._last_exec: dt.datetime | None = None
@@ -229,19 +196,18 @@ class IbGateway:
             self.stats["duplicate_client_id"] += 1
             self._sink(OrderRejected(cid, order.symbol, ts, "duplicate_client_id"))
             return
-        self._params[cid] = (order.qty, order.limit_px)
         problem = "" if order.symbol in self.contracts else "unknown_symbol"
-        if self.journal is not None:
-            try:
-                self.journal.record_order(order, VENUE)
-            except Exception as exc:  # nothing is sent that the journal does not hold
-                log.error("journal_failed", client_id=cid, error=f"{type(exc).__name__}: {exc}")
-                problem = problem or "journal_error"
+        try:
+            self.journaled.order(order)
+        except Exception as exc:  # nothing is sent that the journal does not hold
+            log.error("journal_failed", client_id=cid, error=f"{type(exc).__name__}: {exc}")
+            problem = problem or "journal_error"
         if not problem and not self.connected:
             problem = "not_connected"
         if not problem:
             try:
-                self._bind(self.ib.placeOrder(self.contracts[order.symbol], self._ib_order(order)))
+                self._bind(self.ib.placeOrder(self.contracts[order.symbol], ib_order(
+                    order, self._instrument(order.symbol), self.tif, self.account)))
                 return
             except ConnectionError:
                 problem = "not_connected"
@@ -252,7 +218,7 @@ class IbGateway:
         """Ask IB to cancel an order; sent now if connected, else at the next resync."""
         ts = self._now()
         if self.tracker.request_cancel(client_id, ts):
-            self._journal_transition(ts, client_id, "CANCEL_REQUEST")
+            self.journaled.transition(ts, client_id, "CANCEL_REQUEST")
             self._send_cancel(client_id)
 
     def modify(self, client_id: str, qty: int, limit_px: int | None) -> bool:
@@ -265,7 +231,7 @@ class IbGateway:
         ts = self._now()
         if not self.tracker.request_replace(client_id, ts, qty, limit_px):
             return False
-        self._journal_transition(ts, client_id, "REPLACE_REQUEST", {"qty": qty, "limit_px": limit_px})
+        self.journaled.transition(ts, client_id, "REPLACE_REQUEST", {"qty": qty, "limit_px": limit_px})
         trade = self._trades.get(client_id)
         if trade is None or not self.connected:
             self._refuse_replace(client_id, "not_connected")
@@ -303,12 +269,8 @@ class IbGateway:
             for trade in trades:
                 self._on_open_order(trade)
                 self._on_status(trade)
-            since = ""
-            if self._last_exec is not None:
-                start = self._last_exec - dt.timedelta(seconds=self.exec_lookback_s)
-                since = start.astimezone(dt.UTC).strftime("%Y%m%d-%H:%M:%S")
-            fills = await asyncio.wait_for(self.ib.reqExecutionsAsync(ExecutionFilter(time=since)),
-                                           self.request_timeout)
+            since = None if self._last_exec is None else self._last_exec - dt.timedelta(seconds=self.exec_lookback_s)
+            fills = await asyncio.wait_for(self.ib.reqExecutionsAsync(exec_filter(since)), self.request_timeout)
             for fill in fills:
                 self._take_exec(fill, wait=False)
             self._flush_all()
@@ -333,19 +295,11 @@ class IbGateway:
         except (ConnectionError, TimeoutError) as exc:
             log.warning("ib_resync_failed", error=f"{type(exc).__name__}: {exc}")
 
-    async def fetch_open_orders(self) -> list[VenueOrder]:
+    async def fetch_open_orders(self) -> list[IbOpenOrder]:
         """Every open order at IB, all client ids (reqAllOpenOrders), ours or not."""
         trades = await asyncio.wait_for(self.ib.reqAllOpenOrdersAsync(), self.request_timeout)
         by_conid = self._by_conid()
-        out = []
-        for t in trades:
-            o = t.order
-            lmt = o.lmtPrice if o.orderType == "LMT" else None
-            out.append(VenueOrder(o.orderRef, by_conid.get(t.contract.conId, ""),
-                                  Side.BUY if o.action == "BUY" else Side.SELL, float(o.totalQuantity),
-                                  float(t.orderStatus.filled), lmt, t.orderStatus.status, o.orderId, o.permId,
-                                  o.clientId))
-        return out
+        return [open_order(t, by_conid.get(t.contract.conId, "")) for t in trades]
 
     async def fetch_positions(self) -> dict[str, int]:
         """Positions in lots (signed) per symbol of ours; positions in other contracts are logged and counted."""
@@ -365,8 +319,7 @@ class IbGateway:
 
     async def fetch_executions(self, since: dt.datetime | None = None) -> list[Fill]:
         """IB's executions on our contracts (since a time, or all IB keeps) as Fills, client id = orderRef."""
-        flt = ExecutionFilter(time=since.astimezone(dt.UTC).strftime("%Y%m%d-%H:%M:%S") if since else "")
-        fills = await asyncio.wait_for(self.ib.reqExecutionsAsync(flt), self.request_timeout)
+        fills = await asyncio.wait_for(self.ib.reqExecutionsAsync(exec_filter(since)), self.request_timeout)
         by_conid = self._by_conid()
         out = []
         for f in fills:
@@ -438,7 +391,7 @@ class IbGateway:
             if view.state is _S.PENDING_NEW or (view.state is _S.PENDING_CANCEL and view.order.client_id not in
                                                 self._acked):
                 self.tracker.send_timeout(view.order.client_id, ts)
-                self._journal_transition(ts, view.order.client_id, "SEND_TIMEOUT")
+                self.journaled.transition(ts, view.order.client_id, "SEND_TIMEOUT")
 
     # --- ib_async events -----------------------------------------------------------------------
 
@@ -447,19 +400,19 @@ class IbGateway:
         if cid is None:
             return
         st = trade.orderStatus
-        if st.status in _ENDED and trade.log and trade.log[-1].errorCode:
+        if st.status in ENDED and trade.log and trade.log[-1].errorCode:
             return  # ib_async's reading of an error: _on_error decides
         filled = self._lots(cid, st.filled)
         if filled is None:
             return
         perm = str(trade.order.permId) if trade.order.permId else None
         ts = self._now()
-        if st.status in _WORKING:
+        if st.status in WORKING:
             state = _S.PARTIALLY_FILLED if filled else _S.NEW
             self._emit(self.tracker.status(cid, ts, state, filled, perm))
         elif st.status == OrderStatus.Filled:
             self._emit(self.tracker.status(cid, ts, _S.FILLED, filled, perm))
-        elif st.status in _ENDED:
+        elif st.status in ENDED:
             self._emit(self.tracker.canceled(cid, ts, "canceled", filled))
 
     def _on_error(self, req_id: int, code: int, text: str, contract: Any) -> None:
@@ -474,7 +427,7 @@ class IbGateway:
         if self.tracker.replacing(cid) is not None and code not in CANCEL_REFUSED and code != ORDER_CANCELED:
             self._refuse_replace(cid, f"IB {code}: {text}")  # the modification failed; the order lives on
             return
-        if code in WARNINGS or 2100 <= code < 2200:
+        if is_warning(code):
             log.info("ib_order_warning", client_id=cid, code=code, text=text)
             return
         ts, reason = self._now(), f"IB {code}: {text}"
@@ -503,33 +456,15 @@ class IbGateway:
             log.error("ib_bad_open_order", client_id=cid, error=str(exc))
             return
         events = self.tracker.replaced(cid, self._now(), qty, px)
-        self._journal_params(cid)
+        self.journaled.params(cid)
         self._emit(events)
-
-    def _journal_params(self, cid: str) -> None:
-        """Journal the order's quantity and price when the tracker's differ from the journal's (a modification,
-        confirmed or implied by a fill); before any fill beyond the old quantity is journaled."""
-        view = self.tracker.get(cid)
-        if view is None:
-            return
-        now = (view.order.qty, view.order.limit_px)
-        if self._params.setdefault(cid, now) == now:
-            return
-        self._params[cid] = now
-        self.stats["modified"] += 1
-        if self.journal is not None:
-            try:
-                self.journal.record_replace(self._now(), cid, now[0], now[1], str(view.state))
-            except Exception as exc:
-                self.stats["journal_error"] += 1
-                log.error("journal_failed", client_id=cid, error=f"{type(exc).__name__}: {exc}")
 
     def _refuse_replace(self, cid: str, reason: str) -> None:
         ts = self._now()
         self.stats["modify_refused"] += 1
         log.warning("ib_modify_refused", client_id=cid, reason=reason)
         self._emit(self.tracker.replace_rejected(cid, ts, reason))
-        self._journal_transition(ts, cid, "REPLACE_REJECT", {"reason": reason})
+        self.journaled.transition(ts, cid, "REPLACE_REJECT", {"reason": reason})
 
     def _on_exec(self, trade: Trade, fill: IbFill) -> None:
         self._take_exec(fill, wait=True)
@@ -604,15 +539,12 @@ class IbGateway:
         fee = report.commission if report.execId == ex.execId else 0.0
         if report.execId != ex.execId:
             self.stats["fill_without_commission"] += 1
-        inst = self._instrument(symbol)
         try:
-            price, qty = inst.tick(ex.price), inst.lot(ex.shares)
+            return to_fill(ib_fill, fee, cid, symbol, self._instrument(symbol), self._now())
         except ValueError as exc:
             self.stats["bad_execution"] += 1
             log.error("ib_bad_execution", client_id=cid, exec_id=ex.execId, error=str(exc))
             return None
-        return Fill(cid, symbol, self._now(), Side.BUY if ex.side == "BOT" else Side.SELL, price, qty, float(fee),
-                    Liquidity.MAKER if ex.lastLiquidity == 1 else Liquidity.TAKER, trade_id(ex.execId))
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -625,14 +557,6 @@ class IbGateway:
         self._by_order_id[trade.order.orderId] = cid
         self._trades[cid] = trade
         return cid
-
-    def _ib_order(self, order: Order) -> Any:
-        inst = self._instrument(order.symbol)
-        action, qty = ("BUY" if order.side is Side.BUY else "SELL"), inst.qty(order.qty)
-        common = {"orderRef": order.client_id, "tif": self.tif, "account": self.account}
-        if order.order_type is OrderType.LIMIT:
-            return LimitOrder(action, qty, inst.price(order.limit_px), **common)
-        return MarketOrder(action, qty, **common)
 
     def _send_cancel(self, cid: str) -> None:
         trade = self._trades.get(cid)
@@ -657,37 +581,7 @@ class IbGateway:
 
     def _emit(self, events: list[BrokerEvent]) -> None:
         for ev in events:
-            self._journal_params(ev.client_id)
             if isinstance(ev, OrderAccepted):
                 self._acked.add(ev.client_id)
-            self._journal(ev)
+            self.journaled.event(ev)
             self._sink(ev)
-
-    def _journal(self, ev: BrokerEvent) -> None:
-        journal = self.journal
-        if journal is None:
-            return
-        view = self.tracker.get(ev.client_id)
-        state = str(view.state) if view is not None else ""
-        try:
-            if isinstance(ev, Fill):
-                journal.record_fill(ev, VENUE, state=state)
-            else:
-                kind = "ACCEPT" if isinstance(ev, OrderAccepted) else "CANCEL" if isinstance(ev, OrderCanceled) \
-                    else "REJECT"
-                payload = {"reason": ev.reason} if not isinstance(ev, OrderAccepted) else None
-                journal.record_order_event(ev.ts, ev.client_id, kind, state, self.tracker.venue_id(ev.client_id),
-                                           payload)
-        except Exception as exc:  # the event still reaches the engine; the reconciler finds the gap
-            self.stats["journal_error"] += 1
-            log.error("journal_failed", client_id=ev.client_id, error=f"{type(exc).__name__}: {exc}")
-
-    def _journal_transition(self, ts: int, cid: str, event: str, payload: dict[str, Any] | None = None) -> None:
-        view = self.tracker.get(cid)
-        if self.journal is None or view is None:
-            return
-        try:
-            self.journal.record_order_event(ts, cid, event, str(view.state), payload=payload)
-        except Exception as exc:
-            self.stats["journal_error"] += 1
-            log.error("journal_failed", client_id=cid, error=f"{type(exc).__name__}: {exc}")

@@ -72,10 +72,10 @@ class MemoryJournal:
 class Rig:
     """A gateway on a fake TWS, its events queued for the test."""
 
-    def __init__(self, tws: FakeTwsOrders, tracker: OrderTracker | None = None, **kw) -> None:
+    def __init__(self, tws: FakeTwsOrders, tracker: OrderTracker | None = None, journal=None, **kw) -> None:
         self.events: list = []
         self.queue: asyncio.Queue = asyncio.Queue()
-        self.journal = MemoryJournal()
+        self.journal = journal if journal is not None else MemoryJournal()
         clock = itertools.count(1_000)
         self.gw = IbGateway(IB(), contracts(), lambda s: INST, self._sink, clock_now=clock.__next__,
                             journal=self.journal, tracker=tracker, port=tws.port, client_id=CLIENT,
@@ -443,8 +443,7 @@ async def test_modify_not_working_or_not_connected_is_refused_without_sending(tw
 
 async def test_modification_made_while_away_is_taken_from_ib_on_restart(tws, tmp_path):
     journal = Journal.open(str(tmp_path / "j.db"))
-    first = Rig(tws)
-    first.gw.journal = journal
+    first = Rig(tws, journal=journal)
     await first.start()
     first.gw.submit(order("dd-1-23", 100))
     placed = await tws.wait_order("dd-1-23")
@@ -455,8 +454,7 @@ async def test_modification_made_while_away_is_taken_from_ib_on_restart(tws, tmp
 
     from daemon.brokers.reconcile import restore_tracker
 
-    second = Rig(tws, tracker=restore_tracker(journal))
-    second.gw.journal = journal
+    second = Rig(tws, tracker=restore_tracker(journal), journal=journal)
     await second.start()
     await second.until(lambda: second.state("dd-1-23") is OrderState.PARTIALLY_FILLED)
     view = second.gw.open_orders()[0]
