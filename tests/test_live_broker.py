@@ -69,7 +69,7 @@ async def test_live_mode_trades_through_ccxt_and_reconciles_on_start(tmp_path: P
             await h.until(lambda: portfolio.position(SYM) == venue_lots(ex, Decimal("1")), what="the last fills")
             lots = portfolio.position(SYM)
         fills = journal_fills(tmp_path / "journal.db")
-        assert sum(q for _, q in fills) == lots and len({t for t, _ in fills}) == len(fills)
+        assert sum(q for _, q in fills) == lots and len({t for t, _ in fills}) == len(fills), (fills, lots)
 
 
 async def test_kill_9_then_restart_loses_no_fill_and_handles_orphans(tmp_path: Path, creds: dict) -> None:

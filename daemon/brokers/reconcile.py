@@ -21,8 +21,9 @@ have open are discrepancies; orders without it are orphans, cancelled when `canc
 orphan is not a discrepancy); (5) the venue's holdings per symbol (a position, or for spot the base asset's total
 balance) are compared with the portfolio: venue - offset must equal the portfolio's lots, where the offset is 0 for
 positions and, for spot, the holding the daemon does not own (given as `offsets`, e.g. from the last report, or
-taken on the first pass); in a periodic pass a gap counts only when the next pass finds the same gap, because a
-fill can land between the fills fetch and the holdings read (the first sighting is in the report's `unconfirmed`);
+taken on the first pass); in a periodic pass a gap counts only when a later pass finds the same gap with neither the
+venue's holding nor the portfolio moved, because fills land between the fills fetch and the holdings read (until
+then it is listed in the report's `unconfirmed`);
 (6) the report is journaled (`record_reconciliation`, with the offsets) and the result
 says `ok` or lists the unresolved discrepancies. An exception from the venue (network, ban) propagates: not ok.
 
@@ -108,7 +109,7 @@ class Reconciler:
         self._journaled: dict[str, tuple[str, str | None]] = {}  # client id -> (state, venue id) last journaled
         self._ours = re.compile(rf"{re.escape(prefix)}-[0-9]+")
         self._live = False
-        self.unconfirmed: dict[str, int] = {}  # symbol -> holdings gap seen once while trading, to confirm
+        self.unconfirmed: dict[str, tuple[int, int, int]] = {}  # symbol -> (gap, venue, portfolio) to confirm
         self.journal_errors: list[dict[str, Any]] = []  # this pass's failed order-event writes (reported)
 
     def is_ours(self, client_id: str | None) -> bool:
@@ -188,7 +189,7 @@ class Reconciler:
         ts = self.clock_now()
         report = {"kind": kind, "ok": not problems, "discrepancies": problems, "orphans": orphans,
                   "applied_fills": [f"{f.client_id}/{f.trade_id}" for f in applied], "offsets": offsets,
-                  "unconfirmed": dict(self.unconfirmed),
+                  "unconfirmed": {sym: gap for sym, (gap, _, _) in self.unconfirmed.items()},
                   "open_orders": sorted(v.order.client_id for v in tracker.open_orders())}
         self.journal.record_reconciliation(ts, report)
         if problems:
@@ -282,13 +283,13 @@ class Reconciler:
             if first or (sym not in offsets and not self.view.holds_positions):
                 offsets[sym] = lots - mine
                 continue
-            diff = lots - offsets.get(sym, 0) - mine
-            if not diff:
+            seen = (lots - offsets.get(sym, 0) - mine, lots, mine)
+            if not seen[0]:
                 self.unconfirmed.pop(sym, None)
-            elif self._live and self.unconfirmed.get(sym) != diff:
-                # while trading, a fill can land between the fills fetch and the holdings read: a real gap
-                # (a missed fill, someone else's trade) is still there, the same, on the next pass
-                self.unconfirmed[sym] = diff
+            elif self._live and self.unconfirmed.get(sym) != seen:
+                # while trading, fills (and their base-asset fees) land between the fills fetch and the
+                # holdings read: a gap counts once a later pass finds the same gap with neither side moved
+                self.unconfirmed[sym] = seen
                 log.info("position_mismatch_unconfirmed", symbol=sym, venue=lots, offset=offsets.get(sym, 0),
                          portfolio=mine)
             else:
