@@ -65,8 +65,10 @@ async def test_live_mode_trades_through_ccxt_and_reconciles_on_start(tmp_path: P
                 await asyncio.sleep(0.02)
             assert h.session.path.engine.counts["fills"] >= 2, "orders reached the venue and filled"
             assert h.session.live_broker.last_result.ok
-            portfolio = h.session.path.portfolio
-            await h.until(lambda: portfolio.position(SYM) == venue_lots(ex, Decimal("1")), what="the last fills")
+            portfolio, broker = h.session.path.portfolio, h.session.live_broker.gateway
+            h.session.path.state.operator_halt("test over", "test")  # no new orders; open ones cancelled
+            await h.until(lambda: not broker.open_orders() and portfolio.position(SYM) == venue_lots(ex, Decimal("1")),
+                          what="the cancels and the last fills")
             lots = portfolio.position(SYM)
         fills = journal_fills(tmp_path / "journal.db")
         assert sum(q for _, q in fills) == lots and len({t for t, _ in fills}) == len(fills), (fills, lots)
