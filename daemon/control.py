@@ -21,6 +21,7 @@ import structlog
 from aiohttp import web
 
 from daemon.errors import ConfigError, LocalError
+from daemon.logs import register_secret
 from daemon.secret_files import read_owner_only
 
 log = structlog.get_logger("depthd.control")
@@ -59,6 +60,7 @@ def _check_token(token: str, source: str) -> str:
                           f"{MIN_TOKEN_LENGTH} needed; e.g. `openssl rand -hex 32`)")
     if not all("!" <= c <= "~" for c in token):
         raise ConfigError(f"control token from {source} must be printable ASCII without spaces")
+    register_secret(token)
     return token
 
 

@@ -40,6 +40,7 @@ from daemon.events import (
 )
 from daemon.features import FeatureCalculator, FeatureSample
 from daemon.instruments import Instrument
+from daemon.latency import Stopwatch
 from daemon.portfolio import Portfolio
 from daemon.risk import RiskGate, RiskView
 from daemon.risk.halt import HaltActions
@@ -103,6 +104,9 @@ class Engine:
         self.sample_sinks: list[Callable[[FeatureSample], None]] = []
         self.model: ModelRuntime | None = None  # scores the samples of traded symbols when configured
         self.monitor: RiskMonitor | None = None  # risk triggers; set by build_path
+        # timing of the feature sample, the score and tick-to-order, with a time source the shell injects
+        # (the core reads no clock of its own); None = not timed
+        self.stopwatch: Stopwatch | None = None
         self.halt = HaltActions(self)  # what HALTED does: cancel everything, flatten if asked
         self.risk_eval_ns = 500_000_000  # the triggers are judged this often (and after every fill or error)
         self._next_risk_eval = 0
@@ -209,10 +213,14 @@ class Engine:
         on_sample = self.strategy.on_sample if self.strategy is not None else None
         sinks = self.sample_sinks
         model = self.model
+        sw = self.stopwatch
         for symbol, sync, tick_size, traded in self._sampled:
-            sample = sample_of(symbol, ts)
-            if model is not None and traded:
-                model.on_sample(sample)
+            if sw is None:
+                sample = sample_of(symbol, ts)
+                if model is not None and traded:
+                    model.on_sample(sample)
+            else:
+                sample = self._timed_sample(sw, symbol, ts, model if traded else None)
             for sink in sinks:
                 sink(sample)
             if on_sample is None:
@@ -238,6 +246,18 @@ class Engine:
         if on_sample is not None:
             self.portfolio.record_equity(ts)
         self._evaluate_risk(ts)
+
+    def _timed_sample(self, sw: Stopwatch, symbol: str, ts: int, model: ModelRuntime | None) -> FeatureSample:
+        """The sample (and its score), each stage timed into the stopwatch's histograms."""
+        perf = sw.perf_ns
+        t0 = perf()
+        sample = self.features.sample(symbol, ts)
+        t1 = perf()
+        sw.stages["features"].observe_ns(t1 - t0)
+        if model is not None:
+            model.on_sample(sample)
+            sw.stages["score"].observe_ns(perf() - t1)
+        return sample
 
     def _evaluate_risk(self, ts: int) -> None:
         """Judge the risk triggers every `risk_eval_ns`, after the positions were marked at this tick."""
@@ -348,6 +368,9 @@ class Engine:
         if self.monitor is not None:
             self.monitor.on_order_sent(intent.ts)
         self.broker.submit(order)
+        sw = self.stopwatch
+        if sw is not None and sw.wall_ns is not None:  # live: the receive time of the last market event to here
+            sw.stages["tick_to_order"].observe_ns(sw.wall_ns() - self._last_market_ts)
         return order
 
     # --- broker events ---------------------------------------------------------------------------

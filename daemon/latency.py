@@ -58,10 +58,13 @@ class LatencyHistogram:
 
 
 class Stopwatch:
-    """The timed stages of one path, and the time source the shell gives them (perf_counter_ns)."""
+    """The timed stages of one path and the time sources the shell gives them: `perf_ns` (a monotonic
+    counter) for durations, and live only `wall_ns` (epoch ns, the clock receive times are on) for
+    tick-to-order; a replay's receive times are in the past, so it gives none."""
 
-    STAGES = ("features", "score", "tick_to_order", "journal_write")
+    STAGES = ("features", "score", "tick_to_order")
 
-    def __init__(self, perf_ns: Callable[[], int]) -> None:
+    def __init__(self, perf_ns: Callable[[], int], wall_ns: Callable[[], int] | None = None) -> None:
         self.perf_ns = perf_ns
+        self.wall_ns = wall_ns
         self.stages = {name: LatencyHistogram() for name in self.STAGES}

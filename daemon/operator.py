@@ -8,6 +8,7 @@ to ACTIVE and forgets it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -38,8 +39,9 @@ async def start_control(ctl: ControlSettings, path: TradingPath) -> ControlServe
 class OperatorControl:
     """The ControlHandler of the daemon: kill, resume and status over one TradingPath."""
 
-    def __init__(self, path: TradingPath) -> None:
+    def __init__(self, path: TradingPath, extra: Callable[[], dict] | None = None) -> None:
         self.path = path
+        self.extra = extra  # more for /status (readiness, feeds, model) from the session's Service
 
     def kill(self, flatten: bool, reason: str, operator: str) -> dict:
         """Halt (cancel open orders; flatten if asked, also when already halted)."""
@@ -62,9 +64,25 @@ class OperatorControl:
     def status(self) -> dict:
         """Trading state, fired triggers, positions, PnL and open orders."""
         p = self.path
-        return {"state": str(p.state.state), "risk": p.monitor.status(), "positions": p.portfolio.snapshot(),
-                "pnl": p.portfolio.pnl(), "open_orders": self._open_orders(),
-                "last_transition": p.state.transitions[-1].as_dict() if p.state.transitions else None}
+        out = {"state": str(p.state.state), "risk": p.monitor.status(), "positions": p.portfolio.snapshot(),
+               "pnl": p.portfolio.pnl(), "open_orders": self._open_orders(),
+               "orders": self._order_list(),
+               "last_transition": p.state.transitions[-1].as_dict() if p.state.transitions else None}
+        if self.extra is not None:
+            out.update(self.extra())
+        return out
+
+    def _order_list(self, limit: int = 100) -> list[dict]:
+        eng = self.path.engine
+        if eng.broker is None:
+            return []
+        out = []
+        for symbol in sorted(eng.syncs):
+            for view in eng.broker.open_orders(symbol):
+                o = view.order
+                out.append({"client_id": o.client_id, "symbol": o.symbol, "side": o.side.name, "qty_lots": o.qty,
+                            "filled_lots": view.filled_qty, "limit_ticks": o.limit_px, "state": str(view.state)})
+        return out[:limit]
 
     def _open_orders(self) -> int:
         eng = self.path.engine

@@ -104,6 +104,13 @@ class Portfolio:
             raise ValueError(f"{symbol}: mark price must be finite, got {mid_price!r}")
         self._position(symbol).mark = float(mid_price)
 
+    def notional(self, symbol: str) -> float | None:
+        """Signed position value at the last mark (quote currency); None before a mark."""
+        pos = self._positions.get(symbol)
+        if pos is None or pos.mark is None:
+            return None
+        return self._instruments[symbol].qty(pos.lots) * pos.mark
+
     def record_equity(self, ts: int) -> None:
         """Append the current equity to the (decimated) curve and update the max drawdown."""
         equity = self.equity()

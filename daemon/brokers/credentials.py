@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass, field
 
 from daemon.errors import ConfigError
+from daemon.logs import register_secret
 from daemon.secret_files import read_owner_only
 
 _FIELDS = ("api_key", "api_secret", "api_password")
@@ -39,6 +40,7 @@ class ApiCredentials:
             if value != value.strip() or any(c in value for c in "\r\n\0"):
                 raise ConfigError(f"API credentials from {self.source or 'config'}: {name} has whitespace or "
                                   f"control characters")
+            register_secret(value)  # masked wherever it would appear in a log line
 
     def __repr__(self) -> str:
         return f"ApiCredentials(api_key={_mask(self.api_key)!r}, source={self.source!r})"

@@ -22,6 +22,7 @@ import fcntl
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -31,6 +32,7 @@ import orjson
 from daemon.events import Fill, Order, OrderIntent
 from daemon.journal.recovery import Recovery, last_seq, read_recovery
 from daemon.journal.schema import JournalError, connect
+from daemon.latency import LatencyHistogram
 
 
 class FillWrite(NamedTuple):
@@ -73,6 +75,8 @@ class Journal:
         self._all_durable = all_durable
         self._sync_full = True
         self._seq = last_seq(conn)
+        self.write_latency = LatencyHistogram()  # durable writes (fsync'd commits), for /metrics
+        self.lazy_write_latency = LatencyHistogram()
         self.counts: dict[str, int] = {"durable_writes": 0, "lazy_writes": 0, "duplicate_fills": 0,
                                        "failed_writes": 0}
         self.recovery: Recovery = read_recovery(conn)
@@ -265,6 +269,7 @@ class Journal:
         full = durable or self._all_durable
         conn = self._conn
         tx = _Tx(self._seq + 1)
+        t0 = time.perf_counter_ns()
         try:
             if full != self._sync_full:
                 conn.execute("PRAGMA synchronous = FULL" if full else "PRAGMA synchronous = NORMAL")
@@ -288,6 +293,7 @@ class Journal:
             raise
         self._seq = tx.next - 1
         self.counts["durable_writes" if full else "lazy_writes"] += 1
+        (self.write_latency if full else self.lazy_write_latency).observe_ns(time.perf_counter_ns() - t0)
 
 
 def _json(obj: Mapping[str, object], path: Path) -> str:

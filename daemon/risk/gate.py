@@ -105,6 +105,16 @@ class RiskGate:
         # set by the model runtime: why the model cannot be trusted now (a failing score, drift), or None
         self.model_problem: str | None = None
 
+    def reload(self, settings: RiskSettings) -> None:
+        """New limits from a reloaded config (SIGHUP); the order-rate windows carry over, so a reload does not
+        reset the rate limit."""
+        old = self._limits
+        self._settings = settings
+        self._limits = {}
+        for symbol, lim in old.items():
+            new = self.limits(symbol)
+            new.sent_second, new.sent_minute = lim.sent_second, lim.sent_minute
+
     def limits(self, symbol: str) -> _Limits:
         """The symbol's limits in lots/ticks (built once)."""
         lim = self._limits.get(symbol)
