@@ -164,17 +164,20 @@ def cmd_run(args: argparse.Namespace, record_only: bool = False) -> int:
     from daemon.logs import configure_logging
 
     settings = load_settings(args.config)
-    configure_logging(settings.daemon.log_level)
+    configure_logging(settings.daemon.log_level, to="stdout")  # a service: journald reads stdout
     out = getattr(args, "out", None)
 
     async def main() -> LiveSession:
         import signal
+
+        from daemon.reload import Reloader
 
         session = LiveSession(settings, record_only=record_only, record_dir=out)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, Reloader(args.config, settings, session.path).reload)
         if args.duration > 0:
             loop.call_later(args.duration, stop.set)
         await session.run(stop)
@@ -188,8 +191,8 @@ def cmd_run(args: argparse.Namespace, record_only: bool = False) -> int:
         session = asyncio.run(main())
     from daemon.live_summary import summary_lines
 
-    for line in summary_lines(session):
-        print(line)
+    for line in summary_lines(session):  # stdout carries the JSON log lines: the summary goes beside them
+        print(line, file=sys.stderr)
     return EXIT_OK
 
 

@@ -25,6 +25,10 @@ class DaemonSettings(_Section):
     mode: Literal["replay", "paper", "live"] = "replay"
     instance: str = Field("depthd", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    on_stop: Literal["cancel", "leave"] = Field("cancel", description="SIGTERM/SIGINT: cancel the open orders "
+                                                "before exiting, or leave them working at the venue")
+    stop_wait_s: float = Field(10.0, ge=0, le=600, description="how long a stop waits for its cancels to land "
+                               "(keep it under systemd's TimeoutStopSec)")
 
 
 class InstrumentSettings(_Section):

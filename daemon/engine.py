@@ -107,6 +107,7 @@ class Engine:
         # timing of the feature sample, the score and tick-to-order, with a time source the shell injects
         # (the core reads no clock of its own); None = not timed
         self.stopwatch: Stopwatch | None = None
+        self.trading_stopped = False  # set on a graceful stop: no new orders from here on
         self.halt = HaltActions(self)  # what HALTED does: cancel everything, flatten if asked
         self.risk_eval_ns = 500_000_000  # the triggers are judged this often (and after every fill or error)
         self._next_risk_eval = 0
@@ -129,6 +130,12 @@ class Engine:
         self.broker = broker
         self._broker_on_book = getattr(broker, "on_book", None)
         self._broker_on_trade = getattr(broker, "on_trade", None)
+
+    def stop_trading(self) -> None:
+        """No new orders from now on (a graceful stop); cancels and fills still flow."""
+        if not self.trading_stopped:
+            self.trading_stopped = True
+            log.info("trading_stopped", open_intents=self.counts["intents"])
 
     def detach_trading(self) -> None:
         """Sample features only: no strategy, model or broker matching (`depthd features`)."""
@@ -353,6 +360,9 @@ class Engine:
     def submit(self, intent: OrderIntent) -> Order | None:
         """Risk-check an intent and send it; a refusal is counted by reason and logged, never sent."""
         assert self.broker is not None
+        if self.trading_stopped:
+            self.counts["intents_after_stop"] += 1
+            return None
         self.counts["intents"] += 1
         view = self.risk_view(intent.symbol, intent.side, intent.order_type is not _LIMIT)
         reject = self.risk.check(intent, view)

@@ -24,11 +24,12 @@ from daemon.clock import LiveClock
 from daemon.config import Settings
 from daemon.errors import ConfigError
 from daemon.routing import RESYNC_MARKER, FeedRouter
+from daemon.service import Service
+from daemon.shutdown import WindDown, wind_down
 from daemon.sources.venue_feeds import Feed, build_feed
 from daemon.venues import CH_MARKER, DecodeError, ResyncPolicy, SnapshotRequest, adapter_for
 
 if TYPE_CHECKING:
-    from daemon.control import ControlServer
     from daemon.live_broker import LiveBroker
     from daemon.sources.recorder import Recorder
 
@@ -101,6 +102,8 @@ class LiveSession:
 
                 self.live_broker = LiveBroker(settings, self.path, self.journal)
         self.control_url: str | None = None
+        self.service: Service | None = None
+        self.wind_down: WindDown | None = None
         self._last_problem = ""
         self.books_at_stop: dict[str, dict[str, Any]] = {}
 
@@ -188,7 +191,9 @@ class LiveSession:
                 if self.journal is not None:
                     self.journal.close()
                 raise
-        server = await self._start_control()
+        self.service = self._service()
+        await self.service.start()
+        self.control_url = self.service.url
         tasks = [asyncio.create_task(self.feed.run(), name="feed")]
         if self.recorder is not None:
             tasks.append(asyncio.create_task(self._flush_recorder(), name="recorder-flush"))
@@ -200,6 +205,11 @@ class LiveSession:
                     raise task.exception()  # type: ignore[misc]
         finally:
             waiter.cancel()
+            self.service.notifier.stopping("stopping: cancelling orders" if self.settings.daemon.on_stop ==
+                                           "cancel" else "stopping")
+            if not self.record_only:  # feed and broker still run while the cancels land
+                self.wind_down = await wind_down(self.path.engine, self.settings.daemon.on_stop == "cancel",
+                                                 self.settings.daemon.stop_wait_s)
             self.books_at_stop = self.book_summary()  # closing the feed resets the books
             await self.feed.close()
             if self.live_broker is not None:
@@ -217,8 +227,7 @@ class LiveSession:
                 self._snapshot_timer.cancel()
                 snapshot_positions(self.journal, self.path.portfolio, self.clock.now())
                 self.journal.close()
-            if server is not None:
-                await server.stop()
+            await self.service.stop()
 
     async def _flush_recorder(self) -> None:
         assert self.recorder is not None
@@ -227,9 +236,10 @@ class LiveSession:
             await asyncio.sleep(interval)
             self.recorder.flush()
 
-    async def _start_control(self) -> ControlServer | None:
-        from daemon.operator import start_control
-
-        server = await start_control(self.settings.control, self.path)
-        self.control_url = server.url if server is not None else None
-        return server
+    def _service(self) -> Service:
+        """The ops side: HTTP endpoint, metrics, probes, loop monitor, systemd notifications."""
+        lb = self.live_broker
+        connected = None if lb is None else (lambda: lb.gateway is not None and lb.gateway.connected)
+        return Service(self.settings, self.path, "record" if self.record_only else self.settings.daemon.mode,
+                       feeds=[self.adapter.health], recorder=self.recorder, journal=self.journal,
+                       broker_connected=connected, live=True)

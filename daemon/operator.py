@@ -14,26 +14,12 @@ from typing import TYPE_CHECKING
 import structlog
 
 from daemon.app import TradingPath
-from daemon.config import ControlSettings
 from daemon.risk.state import TradingState
 
 if TYPE_CHECKING:
-    from daemon.control import ControlServer
+    pass
 
 log = structlog.get_logger("depthd.control")
-
-
-async def start_control(ctl: ControlSettings, path: TradingPath) -> ControlServer | None:
-    """Serve `depthd kill/resume/status` for this path if `[control] enabled` (else None)."""
-    if not ctl.enabled:
-        return None
-    from daemon.control import ControlServer, load_token
-
-    token = load_token(ctl.token_env, ctl.token_file or None)
-    server = ControlServer(OperatorControl(path), token, ctl.host, ctl.port)
-    await server.start()
-    log.info("control_listening", url=server.url)
-    return server
 
 
 class OperatorControl:

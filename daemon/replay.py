@@ -28,7 +28,7 @@ from daemon.venues import DecodeError, adapter_for
 from daemon.venues.base import ADAPTERS
 
 if TYPE_CHECKING:
-    from daemon.control import ControlServer
+    from daemon.service import Service
 
 log = structlog.get_logger("depthd.replay")
 
@@ -70,6 +70,7 @@ class Replay:
         self.clock = ReplayClock()
         self.venues: dict[str, str] = {}
         self.control_url: str | None = None
+        self.service: Service | None = None
         streams, symbols = self._open_inputs()
         self.path = build_path(settings, self.clock, symbols)
         if sample_sink is not None:
@@ -173,21 +174,17 @@ class Replay:
     async def run_async(self, speed: float = 0.0) -> ReplayResult:
         """Replay on the event loop: as fast as possible (speed 0, yielding now and then so other
         tasks run) or paced at `speed` times recorded time. A paced replay shortens a feed gap longer
-        than `features.pause_after_ms` to that length, so a weekend in a recording does not stall it."""
-        server = await self._start_control()
+        than `features.pause_after_ms` to that length, so a weekend in a recording does not stall it.
+        The session's Service runs beside it (HTTP endpoint if `[control] enabled`, metrics, probes)."""
+        from daemon.service import Service
+
+        self.service = Service(self.settings, self.path, "replay")
+        await self.service.start()
+        self.control_url = self.service.url
         try:
             return await self._run_paced(speed)
         finally:
-            if server is not None:
-                await server.stop()
-
-    async def _start_control(self) -> ControlServer | None:
-        """Serve `depthd kill/resume/status` while the replay runs, if `[control] enabled`."""
-        from daemon.operator import start_control
-
-        server = await start_control(self.settings.control, self.path)
-        self.control_url = server.url if server is not None else None
-        return server
+            await self.service.stop("replay finished")
 
     async def _run_paced(self, speed: float) -> ReplayResult:
         started = time.perf_counter()

@@ -4,6 +4,7 @@ of what was recorded."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 
@@ -75,7 +76,8 @@ async def test_record_then_replay_the_recording(tmp_path: Path) -> None:
         cfg = write_config(tmp_path / "live.toml", tmp_path, fake.ws_url, fake.rest_url)
         code, out, err = await run_cli(fake, "record", "--config", str(cfg), "--duration", "3")
     assert code == 0, err
-    assert "recorded" in out and "0 write error(s)" in out, out
+    assert "recorded" in err and "0 write error(s)" in err, err
+    assert all(json.loads(line)["event"] for line in out.splitlines()), "stdout is JSON log lines only"
     files = sorted((tmp_path / "rec").glob("*.rec.zst"))
     assert len(files) == 1
     reader = RecordingReader(files[0])
@@ -95,10 +97,10 @@ async def test_record_then_replay_the_recording(tmp_path: Path) -> None:
 async def test_run_trades_paper_on_the_live_feed_and_stops_cleanly(tmp_path: Path) -> None:
     async with FakeBinance("spot", [SYM], source="synthetic", seed=9) as fake:
         cfg = write_config(tmp_path / "live.toml", tmp_path, fake.ws_url, fake.rest_url)
-        code, out, err = await run_cli(fake, "run", "--config", str(cfg), "--duration", "5", pushes=50)
+        code, _out, err = await run_cli(fake, "run", "--config", str(cfg), "--duration", "5", pushes=50)
     assert code == 0, err
-    assert "feed binance:" in out and "BTCUSDT: LIVE" in out, out
-    assert "trading state ACTIVE" in out
+    assert "feed binance:" in err and "BTCUSDT: LIVE" in err, err
+    assert "trading state ACTIVE" in err
 
 
 async def test_run_refuses_live_mode_and_a_feed_without_symbols(tmp_path: Path) -> None:

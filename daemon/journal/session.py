@@ -40,8 +40,10 @@ def restore_portfolio(portfolio: Portfolio, recovery: Recovery) -> Portfolio:
 
 def snapshot_positions(journal: Journal, portfolio: Portfolio, ts: int) -> None:
     """Journal every traded symbol's position, PnL and fees as of ts (a restart replays fills after it)."""
-    for symbol, lots, avg, realised, fees in portfolio.records():
+    records = portfolio.records()
+    for symbol, lots, avg, realised, fees in records:
         journal.record_position(ts, symbol, lots, avg, realised, fees)
+    log.debug("positions_journaled", symbols=len(records), ts=ts)
 
 
 def begin(path: TradingPath, journal: Journal, prefix: str, snapshot_s: float = 60.0) -> tuple[dict[str, Any], Any]:

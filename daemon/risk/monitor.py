@@ -77,6 +77,14 @@ class RiskMonitor:
         self.last_facts = RiskFacts()
         self.feeds: list[FeedHealth] = []  # the venue feeds' health (connection, untradeable symbols)
 
+    def reload(self, settings: RiskSettings) -> None:
+        """New trigger settings (SIGHUP): triggers still configured keep their fired state and counts."""
+        old = self.triggers
+        self.settings = settings
+        self.triggers = TriggerSet(settings.triggers)
+        self.triggers.fire_counts = old.fire_counts
+        self.triggers.fired = {name: f for name, f in old.fired.items() if name in self.triggers.names}
+
     # --- what the engine reports -----------------------------------------------------------------
 
     def on_market(self, symbol: str, ts_recv: int, ts_venue: int) -> None:
