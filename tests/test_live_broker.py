@@ -187,3 +187,43 @@ def journal_reports(path: Path) -> list[dict]:
         return []
     finally:
         con.close()
+
+
+async def test_sigterm_cancels_the_orders_resting_at_the_venue_and_exits_0(tmp_path: Path, creds: dict) -> None:
+    jpath = tmp_path / "journal.db"
+    async with FakeBinance("spot", [SYM], source="synthetic", seed=5) as md, \
+            FakeBinanceExchange(balances={"USDT": "100000", "BTC": "1"}, fee_rate="0") as ex:
+        ex.set_price(SYM, "60000")
+        settings = live_mode(tmp_path, md, ex)
+        settings = settings.model_copy(update={"execution": settings.execution.model_copy(
+            update={"order_type": "limit"})})  # limit orders at the touch rest at the fake venue
+        cfg = tmp_path / "live.toml"
+        cfg.write_text(_toml(settings))
+        out = (tmp_path / "stdout").open("wb")
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "daemon", "run", "--config", str(cfg),
+                                                    cwd=REPO, env={**os.environ, **creds}, stdout=out,
+                                                    stderr=asyncio.subprocess.DEVNULL)
+        try:
+            deadline = asyncio.get_running_loop().time() + 60
+            while asyncio.get_running_loop().time() < deadline and not any(o.is_open for o in ex.orders):
+                await md.push(20)
+                await asyncio.sleep(0.03)
+            resting = [o.client_id for o in ex.orders if o.is_open]
+            assert resting, "the daemon's limit orders rest at the venue"
+            proc.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(proc.wait(), 30)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            out.close()
+        assert code == 0
+        assert not [o.client_id for o in ex.orders if o.is_open], "every order was cancelled at the venue"
+        assert all(ex.order(cid).status in ("CANCELED", "FILLED") for cid in resting)
+    con = sqlite3.connect(f"file:{jpath}?mode=ro", uri=True)
+    try:
+        still_open = con.execute("SELECT client_id FROM orders WHERE state NOT IN ('CANCELED', 'FILLED', "
+                                 "'REJECTED', 'EXPIRED')").fetchall()
+    finally:
+        con.close()
+    assert still_open == [], "the journal saw every cancel land before the exit"
