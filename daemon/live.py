@@ -181,19 +181,23 @@ class LiveSession:
         self.clock.start()
         for symbol in self.settings.feed.symbols:
             self.path.monitor.register(symbol, self.stats.started_ns)
-        if self.live_broker is not None:
-            try:
-                await self.live_broker.start()  # reconciled with the venue before the first order
-            except BaseException:  # no venue, a venue error: nothing traded; release the files and connections
-                await self.live_broker.close()
-                if self.recorder is not None:
-                    self.recorder.close()
-                if self.journal is not None:
-                    self.journal.close()
-                raise
         self.service = self._service()
-        await self.service.start()
-        self.control_url = self.service.url
+        try:
+            # first the service: a bad token fails before any venue is touched, and /health and /ready
+            # answer while the broker reconciles
+            await self.service.start()
+            self.control_url = self.service.url
+            if self.live_broker is not None:
+                await self.live_broker.start()  # reconciled with the venue before the first order
+        except BaseException:  # nothing traded yet: release the connections and files, then say why
+            if self.live_broker is not None:
+                await self.live_broker.close()
+            if self.recorder is not None:
+                self.recorder.close()
+            if self.journal is not None:
+                self.journal.close()
+            await self.service.stop("start failed")
+            raise
         tasks = [asyncio.create_task(self.feed.run(), name="feed")]
         if self.recorder is not None:
             tasks.append(asyncio.create_task(self._flush_recorder(), name="recorder-flush"))

@@ -111,3 +111,19 @@ async def test_scrape_probe_kill_and_resume_a_paced_replay(replay: Replay, tmp_p
         with pytest.raises(asyncio.CancelledError):
             await task
     assert replay.service is not None and replay.service.server is not None
+
+
+async def test_a_live_session_without_its_token_stops_before_the_venue_and_releases_the_journal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from daemon.errors import ConfigError
+    from daemon.journal import Journal
+    from daemon.live import LiveSession
+    from tests.live_harness import live_settings
+
+    monkeypatch.delenv("DEPTHD_CONTROL_TOKEN", raising=False)
+    settings = live_settings(tmp_path, "binance", ["BTCUSDT"], "ws://127.0.0.1:9", "http://127.0.0.1:9",
+                             control={"enabled": True, "port": 0}, journal={"path": str(tmp_path / "j.db")})
+    session = LiveSession(settings)
+    with pytest.raises(ConfigError, match="DEPTHD_CONTROL_TOKEN"):
+        await session.run(asyncio.Event())
+    Journal.open(tmp_path / "j.db").close()  # the lock was released: a restart can open it
