@@ -82,6 +82,7 @@ class Engine:
         self.syncs: dict[str, BookSync] = {}
         self.strategy: Strategy | None = None
         self.broker: Broker | None = None
+        self._broker_reports_sends = False
         self.traded = frozenset(traded_symbols)
         self.counts: Counter[str] = Counter()
         self.broker_rejects: Counter[str] = Counter()
@@ -128,8 +129,16 @@ class Engine:
         """Send to another broker from now on (a live gateway, a journaling wrapper); a simulated one
         also matches against the market data."""
         self.broker = broker
+        # a live gateway tells when an order leaves it (`on_sent`), which ends its tick-to-order time
+        self._broker_reports_sends = hasattr(broker, "on_sent")
+        if self._broker_reports_sends:
+            broker.on_sent = self._order_sent  # type: ignore[attr-defined]
         self._broker_on_book = getattr(broker, "on_book", None)
         self._broker_on_trade = getattr(broker, "on_trade", None)
+
+    def _order_sent(self, order: Order) -> None:
+        if self.stopwatch is not None:
+            self.stopwatch.sent(order.client_id)
 
     def stop_trading(self) -> None:
         """No new orders from now on (a graceful stop); cancels and fills still flow."""
@@ -377,10 +386,12 @@ class Engine:
         self.counts["orders"] += 1
         if self.monitor is not None:
             self.monitor.on_order_sent(intent.ts)
-        self.broker.submit(order)
         sw = self.stopwatch
-        if sw is not None and sw.wall_ns is not None:  # live: the receive time of the last market event to here
-            sw.stages["tick_to_order"].observe_ns(sw.wall_ns() - self._last_market_ts)
+        if sw is not None and sw.wall_ns is not None:  # live: tick-to-order from the last market event's receipt
+            sw.triggered(cid, self._last_market_ts)
+        self.broker.submit(order)
+        if sw is not None and not self._broker_reports_sends:
+            sw.sent(cid)  # a broker without a send hook (paper) sends as it is handed the order
         return order
 
     # --- broker events ---------------------------------------------------------------------------

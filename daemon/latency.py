@@ -9,7 +9,10 @@ time itself and a replay without timing pays nothing.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+
+MAX_PENDING = 4096  # orders decided and not yet reported sent, kept for tick-to-order
 
 # 1 us .. 10 s: feed, feature, score, journal and tick-to-order latencies all fall in here
 DEFAULT_BUCKETS_S: tuple[float, ...] = (1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3,
@@ -68,3 +71,16 @@ class Stopwatch:
         self.perf_ns = perf_ns
         self.wall_ns = wall_ns
         self.stages = {name: LatencyHistogram() for name in self.STAGES}
+        self._triggers: OrderedDict[str, int] = OrderedDict()  # client id -> receive time (ns) that led to it
+
+    def triggered(self, client_id: str, receive_ns: int) -> None:
+        """An order was decided on a market event received at `receive_ns` (epoch ns)."""
+        self._triggers[client_id] = receive_ns
+        if len(self._triggers) > MAX_PENDING:  # orders refused before any send never report one
+            self._triggers.popitem(last=False)
+
+    def sent(self, client_id: str) -> None:
+        """The order left the gateway: tick-to-order is now minus its trigger's receive time."""
+        receive_ns = self._triggers.pop(client_id, None)
+        if receive_ns is not None and receive_ns > 0 and self.wall_ns is not None:
+            self.stages["tick_to_order"].observe_ns(self.wall_ns() - receive_ns)

@@ -65,6 +65,8 @@ async def test_live_mode_trades_through_ccxt_and_reconciles_on_start(tmp_path: P
                 await asyncio.sleep(0.02)
             assert h.session.path.engine.counts["fills"] >= 2, "orders reached the venue and filled"
             assert h.session.live_broker.last_result.ok
+            sent = h.session.service.stopwatch.stages["tick_to_order"]
+            assert sent.count >= 1 and sent.quantile_s(0.5) < 1.0, "tick-to-order timed as each create leaves"
             portfolio, broker = h.session.path.portfolio, h.session.live_broker.gateway
             h.session.path.state.operator_halt("test over", "test")  # no new orders; open ones cancelled
             await h.until(lambda: not broker.open_orders() and portfolio.position(SYM) == venue_lots(ex, Decimal("1")),

@@ -76,6 +76,7 @@ async def test_live_mode_trades_through_ib_and_reconciles(tmp_path: Path, tws: F
                 fill_open(tws, part=0.5)
                 await asyncio.sleep(0.02)
             assert engine.counts["fills"] >= 3, "orders reached IB and filled"
+            assert 1 <= h.session.service.stopwatch.stages["tick_to_order"].count <= engine.counts["orders"]
             assert tws.client_ids[-1] == 21
             portfolio = h.session.path.portfolio
             await h.until(lambda: portfolio.position(SYM) == ib_lots(tws), what="the last fills")

@@ -104,6 +104,7 @@ class CcxtGateway:
         self.gate = cm.RateGate(default_retry_after_s)
         self.stats: Counter[str] = Counter()
         self.journaled = TrackerJournal(journal, self.tracker, self.venue, self.stats, clock_now)
+        self.on_sent: Callable[[Order], None] | None = None  # told as each create goes to the venue
         self._watchers: dict[str, Callable[[], Any]] = {"orders": exchange.watch_orders,
                                                         "trades": exchange.watch_my_trades} if watch else {}
         self._rest_ok = True
@@ -267,6 +268,8 @@ class CcxtGateway:
     async def _create(self, order: Order) -> None:
         cid = order.client_id
         args = cm.create_args(order, self.reports.instruments[order.symbol], self.reports.ccxt_symbol[order.symbol])
+        if self.on_sent is not None:
+            self.on_sent(order)
         try:
             o = await self._call(self.exchange.create_order, args.symbol, args.type, args.side, args.amount,
                                  args.price, args.params)

@@ -136,6 +136,7 @@ class IbGateway:
         self._trades: dict[str, Trade] = {}
         self._acked = {r.order.client_id for r in self.tracker.records() if r.acked}
         self.journaled = TrackerJournal(journal, self.tracker, VENUE, self.stats, clock_now)
+        self.on_sent: Callable[[Order], None] | None = None  # told as each order is written to TWS
         self._execs: dict[str, tuple[str, float, float]] = {}  # trade id -> (execId, shares, price) applied
         self._awaiting: dict[str, tuple[str, IbFill, asyncio.TimerHandle]] = {}  # execId -> waiting for commission
         self._last_exec: dt.datetime | None = None
@@ -208,6 +209,8 @@ class IbGateway:
             try:
                 self._bind(self.ib.placeOrder(self.contracts[order.symbol], ib_order(
                     order, self._instrument(order.symbol), self.tif, self.account)))
+                if self.on_sent is not None:
+                    self.on_sent(order)
                 return
             except ConnectionError:
                 problem = "not_connected"
