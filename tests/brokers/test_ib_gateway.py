@@ -391,10 +391,16 @@ def test_client_id_zero_is_refused():
         IbGateway(IB(), contracts(), lambda s: INST, lambda ev: None, clock_now=lambda: 0, client_id=0)
 
 
-async def test_modify_price_and_quantity_confirmed_by_ib(tws, rig):
-    rig.gw.submit(order("dd-1-20", 100))
-    placed = await tws.wait_order("dd-1-20")
+async def working(tws: FakeTwsOrders, rig: Rig, cid: str, qty: int = 100):
+    """Submit an order, wait until TWS has it and the gateway saw it accepted; the fake's order."""
+    rig.gw.submit(order(cid, qty))
+    placed = await tws.wait_order(cid)
     await rig.next(OrderAccepted)
+    return placed
+
+
+async def test_modify_price_and_quantity_confirmed_by_ib(tws, rig):
+    placed = await working(tws, rig, "dd-1-20")
     tws.fill(placed.order_id, 30, 150.0)
     await rig.next(Fill)
     assert rig.gw.modify("dd-1-20", 200, 14950)
@@ -410,9 +416,7 @@ async def test_modify_price_and_quantity_confirmed_by_ib(tws, rig):
 
 
 async def test_modify_refused_by_ib_keeps_the_old_order(tws, rig):
-    rig.gw.submit(order("dd-1-21", 100))
-    placed = await tws.wait_order("dd-1-21")
-    await rig.next(OrderAccepted)
+    placed = await working(tws, rig, "dd-1-21")
     for code, text in ((105, "Order being modified does not match original order"), (201, "Order rejected")):
         tws.refuse_modify_next = (code, text)
         assert rig.gw.modify("dd-1-21", 100, 15100)
@@ -426,9 +430,7 @@ async def test_modify_refused_by_ib_keeps_the_old_order(tws, rig):
 
 
 async def test_modify_not_working_or_not_connected_is_refused_without_sending(tws, rig):
-    rig.gw.submit(order("dd-1-22", 100))
-    placed = await tws.wait_order("dd-1-22")
-    await rig.next(OrderAccepted)
+    placed = await working(tws, rig, "dd-1-22")
     with pytest.raises(ValueError, match="not above"):
         rig.gw.modify("dd-1-22", 0, 15000)
     with pytest.raises(ValueError, match="order type"):
@@ -445,9 +447,7 @@ async def test_modification_made_while_away_is_taken_from_ib_on_restart(tws, tmp
     journal = Journal.open(str(tmp_path / "j.db"))
     first = Rig(tws, journal=journal)
     await first.start()
-    first.gw.submit(order("dd-1-23", 100))
-    placed = await tws.wait_order("dd-1-23")
-    await first.next(OrderAccepted)
+    placed = await working(tws, first, "dd-1-23")
     await first.gw.close()
     tws.orders[placed.order_id].qty, tws.orders[placed.order_id].lmt_price = 300.0, "149"  # changed in TWS
     tws.fill(placed.order_id, 250, 149.0)
