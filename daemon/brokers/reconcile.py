@@ -54,7 +54,7 @@ from daemon.brokers.lifecycle import TERMINAL, OrderState
 from daemon.brokers.orders import OrderRecord, OrderTracker
 from daemon.brokers.venue_views import VenueOrder, VenueView
 from daemon.events import BrokerEvent, Fill, Order
-from daemon.journal import Journal, JournalError
+from daemon.journal import Journal, JournalError, Recovery
 from daemon.portfolio import Portfolio
 
 log = structlog.get_logger("depthd.brokers.reconcile")
@@ -76,9 +76,10 @@ class ReconcileResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-def restore_tracker(journal: Journal) -> OrderTracker:
-    """An OrderTracker rebuilt from the journal's open orders and their fills (in-flight ones come back UNKNOWN)."""
-    rec = journal.recover()
+def restore_tracker(journal: Journal, rec: Recovery | None = None) -> OrderTracker:
+    """An OrderTracker rebuilt from the journal's open orders and their fills (in-flight ones come back UNKNOWN);
+    `rec`: a recovery view already read."""
+    rec = rec if rec is not None else journal.recover()
     return OrderTracker.restore(
         [OrderRecord(o.order, OrderState(o.state), o.filled_qty, o.acked, o.cancel_requested, o.venue_order_id,
                      o.venue_filled) for o in rec.open_orders], rec.open_order_fills)
@@ -121,7 +122,7 @@ class Reconciler:
         rec = self.journal.recover()
         orders = rec.open_orders
         if self.tracker is None:
-            self.tracker = restore_tracker(self.journal)
+            self.tracker = restore_tracker(self.journal, rec)
         self._journaled = {o.order.client_id: (o.state, o.venue_order_id) for o in orders}
         self._since_ms = {sym: max(0, m.ts // NS_PER_MS - self.margin_ms) for sym, m in rec.last_fills.items()}
         result = await self._pass("startup")
