@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from daemon.book import NO_PRICE, Book, BookState, BookSync
-from daemon.brokers.base import Broker
+from daemon.brokers.base import Broker, OpenOrder
 from daemon.brokers.lifecycle import OrderState
 from daemon.clock import Clock
 from daemon.events import (
@@ -139,6 +139,12 @@ class Engine:
     def _order_sent(self, order: Order) -> None:
         if self.stopwatch is not None:
             self.stopwatch.sent(order.client_id)
+
+    def open_orders(self) -> list[OpenOrder]:
+        """Every order working at the broker, symbol by symbol (for status, metrics and the stop)."""
+        if self.broker is None:
+            return []
+        return [oo for symbol in sorted(self.syncs) for oo in self.broker.open_orders(symbol)]
 
     def stop_trading(self) -> None:
         """No new orders from now on (a graceful stop); cancels and fills still flow."""

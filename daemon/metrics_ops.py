@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 _STAGE_METRICS = {"features": ("depthd_feature_update_seconds", "Time to build one feature sample"),
                   "score": ("depthd_score_seconds", "Time to score one sample with the model"),
-                  "tick_to_order": ("depthd_tick_to_order_seconds", "Receive time of the last market message to "
-                                    "the order handed to the broker gateway (live only)")}
+                  "tick_to_order": ("depthd_tick_to_order_seconds", "Receive time of the last market message before "
+                                    "the decision to the order leaving the gateway (live only)")}
 
 
 def histogram(name: str, doc: str, h: LatencyHistogram) -> HistogramMetricFamily:
@@ -98,7 +98,7 @@ class OpsCollector(Collector):
         yield rejects
         yield CounterMetricFamily("depthd_order_cancels", "Orders cancelled", value=eng.counts["canceled"])
         yield GaugeMetricFamily("depthd_open_orders", "Orders working at the broker",
-                                value=sum(len(eng.broker.open_orders(s)) for s in eng.syncs) if eng.broker else 0)
+                                value=len(eng.open_orders()))
         notional = GaugeMetricFamily("depthd_position_notional", "Position value at the last mark (quote "
                                      "currency, signed)", labels=["symbol"])
         for symbol in sorted(self.path.portfolio.snapshot()):

@@ -59,17 +59,9 @@ class OperatorControl:
         return out
 
     def _order_list(self, limit: int = 100) -> list[dict]:
-        eng = self.path.engine
-        if eng.broker is None:
-            return []
-        out = []
-        for symbol in sorted(eng.syncs):
-            for view in eng.broker.open_orders(symbol):
-                o = view.order
-                out.append({"client_id": o.client_id, "symbol": o.symbol, "side": o.side.name, "qty_lots": o.qty,
-                            "filled_lots": view.filled_qty, "limit_ticks": o.limit_px, "state": str(view.state)})
-        return out[:limit]
+        return [{"client_id": v.order.client_id, "symbol": v.order.symbol, "side": v.order.side.name,
+                 "qty_lots": v.order.qty, "filled_lots": v.filled_qty, "limit_ticks": v.order.limit_px,
+                 "state": str(v.state)} for v in self.path.engine.open_orders()[:limit]]
 
     def _open_orders(self) -> int:
-        eng = self.path.engine
-        return sum(len(list(eng.broker.open_orders(s))) for s in eng.syncs) if eng.broker is not None else 0
+        return len(self.path.engine.open_orders())

@@ -28,10 +28,7 @@ class WindDown:
 
 def open_client_ids(engine: Engine) -> list[str]:
     """Client ids of every order working at the engine's broker."""
-    broker = engine.broker
-    if broker is None:
-        return []
-    return [v.order.client_id for s in sorted(engine.syncs) for v in broker.open_orders(s)]
+    return [v.order.client_id for v in engine.open_orders()]
 
 
 async def wind_down(engine: Engine, cancel: bool, wait_s: float,
