@@ -244,6 +244,8 @@ class LiveSession:
         """The ops side: HTTP endpoint, metrics, probes, loop monitor, systemd notifications."""
         lb = self.live_broker
         connected = None if lb is None else (lambda: lb.gateway is not None and lb.gateway.connected)
+        # the journal is recovered once its session began (paper) and, live, the startup reconciliation ran
+        recovered = None if self.journal is None else (lambda: lb is None or lb.last_result is not None)
         return Service(self.settings, self.path, "record" if self.record_only else self.settings.daemon.mode,
                        feeds=[self.adapter.health], recorder=self.recorder, journal=self.journal,
-                       broker_connected=connected, live=True)
+                       broker_connected=connected, journal_recovered=recovered, live=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -50,7 +50,8 @@ class Service:
 
     def __init__(self, settings: Settings, path: TradingPath, mode: str, *, feeds: list[FeedHealth] | None = None,
                  recorder: Recorder | None = None, journal: Journal | None = None,
-                 broker_connected: Callable[[], bool] | None = None, bad_lines: dict[str, int] | None = None,
+                 broker_connected: Callable[[], bool] | None = None,
+                 journal_recovered: Callable[[], bool] | None = None, bad_lines: dict[str, int] | None = None,
                  notifier: Notifier | None = None, live: bool = False) -> None:
         self.settings = settings
         self.path = path
@@ -60,8 +61,7 @@ class Service:
         path.engine.stopwatch = self.stopwatch
         self.feeds = feeds or []
         self.journal = journal
-        self.probes = Probes(path, self.loop, self.feeds, broker_connected,
-                             (lambda: journal is not None and journal.recovery is not None) if journal else None)
+        self.probes = Probes(path, self.loop, self.feeds, broker_connected, journal_recovered)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(PathCollector(path, bad_lines))
         self.registry.register(OpsCollector(path, mode, self.loop, self.stopwatch, journal))
@@ -94,8 +94,8 @@ class Service:
             token = load_token(ctl.token_env, ctl.token_file or None)
             server = ControlServer(OperatorControl(self.path, self.status_extra), token, ctl.host, ctl.port)
             server.add_route("GET", "/metrics", self._metrics, auth=False)
-            server.add_route("GET", "/health", self._health, auth=False)
-            server.add_route("GET", "/ready", self._ready, auth=False)
+            server.add_route("GET", "/health", self._probe(self.probes.health), auth=False)
+            server.add_route("GET", "/ready", self._probe(self.probes.ready), auth=False)
             await server.start()
             self.server = server
         self._ready_task = asyncio.get_running_loop().create_task(self._watch_ready(), name="ready-watch")
@@ -144,14 +144,13 @@ class Service:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         return web.Response(body=encoder(self.registry), headers={"Content-Type": content_type})
 
-    async def _health(self, request: web.Request) -> web.Response:
+    @staticmethod
+    def _probe(check: Callable[[], tuple[bool, dict[str, Any]]]) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """A route answering a probe's details with 200 when it passes, 503 when not."""
         from daemon.control import json_response
 
-        ok, detail = self.probes.health()
-        return json_response(detail, status=200 if ok else 503)
+        async def route(request: web.Request) -> web.Response:
+            ok, detail = check()
+            return json_response(detail, status=200 if ok else 503)
 
-    async def _ready(self, request: web.Request) -> web.Response:
-        from daemon.control import json_response
-
-        ok, detail = self.probes.ready()
-        return json_response(detail, status=200 if ok else 503)
+        return route
