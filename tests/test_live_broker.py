@@ -222,10 +222,14 @@ async def test_sigterm_cancels_the_orders_resting_at_the_venue_and_exits_0(tmp_p
         assert code == 0
         assert not [o.client_id for o in ex.orders if o.is_open], "every order was cancelled at the venue"
         assert all(ex.order(cid).status in ("CANCELED", "FILLED") for cid in resting)
-    con = sqlite3.connect(f"file:{jpath}?mode=ro", uri=True)
+    assert journal_open_orders(jpath) == [], "the journal saw every cancel land before the exit"
+
+
+def journal_open_orders(path: Path) -> list[str]:
+    """Client ids of the orders the journal does not have in a final state."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        still_open = con.execute("SELECT client_id FROM orders WHERE state NOT IN ('CANCELED', 'FILLED', "
-                                 "'REJECTED', 'EXPIRED')").fetchall()
+        return [cid for (cid,) in con.execute("SELECT client_id FROM orders WHERE state NOT IN ('CANCELED', "
+                                              "'FILLED', 'REJECTED', 'EXPIRED')")]
     finally:
         con.close()
-    assert still_open == [], "the journal saw every cancel land before the exit"
