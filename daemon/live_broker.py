@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import structlog
 
-from daemon.brokers.ccxt_gateway import CcxtGateway, ccxt_client
-from daemon.brokers.credentials import load_credentials
+from daemon.brokers.ccxt_client import make_exchange
+from daemon.brokers.ccxt_gateway import CcxtGateway
 from daemon.brokers.ib_gateway import IbGateway
 from daemon.brokers.reconcile import ABSENT_AFTER_MS, Reconciler, ReconcileResult, restore_tracker
 from daemon.brokers.venue_views import CcxtVenueView, IbVenueView, VenueView
 from daemon.config import Settings
-from daemon.errors import ConfigError, VenueError
+from daemon.errors import VenueError
 from daemon.journal import Journal
 from daemon.sources.backoff import Backoff
 
@@ -42,19 +41,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("depthd.broker")
 
 
-def repoint(urls: Any, http_base: str, ws_base: str) -> Any:
-    """ccxt's `urls['api']` tree with every URL moved to these bases, keeping each path."""
-    if isinstance(urls, dict):
-        return {k: repoint(v, http_base, ws_base) for k, v in urls.items()}
-    if isinstance(urls, str) and "://" in urls:
-        parts = urlsplit(urls)
-        base = ws_base if parts.scheme in ("ws", "wss") else http_base
-        if not base:
-            return urls
-        return base.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
-    return urls
-
-
 def _too_recent_wait(result: ReconcileResult) -> float | None:
     """Seconds to wait when the only problems are orders sent too recently to call absent, else None."""
     if result.ok or not result.discrepancies:
@@ -62,26 +48,6 @@ def _too_recent_wait(result: ReconcileResult) -> float | None:
     if any(d.get("kind") != "unknown_too_recent" for d in result.discrepancies):
         return None
     return float(ABSENT_AFTER_MS) / 1000 + 0.5
-
-
-def make_exchange(settings: Settings) -> Any:
-    """The configured ccxt pro client: credentials, rate limiter, sandbox, URL overrides."""
-    b = settings.broker
-    market = "swap" if b.positions else "spot"
-    # load only the markets traded: currency metadata and other market types cost requests (and, on
-    # Binance, endpoints that need more than trading permissions)
-    options: dict[str, Any] = {"defaultType": market, "fetchCurrencies": False}
-    if b.exchange == "binance":
-        options.update(fetchMarkets={"types": [market]}, fetchMargins=False)
-    import ccxt.pro as ccxt_pro
-
-    if not isinstance(getattr(ccxt_pro, b.exchange, None), type):  # before asking for its credentials
-        raise ConfigError(f"broker.exchange: ccxt pro has no exchange {b.exchange!r}")
-    creds = load_credentials(b.exchange, b.credentials_file or None)
-    ex = ccxt_client(b.exchange, creds, sandbox=b.sandbox, options=options)
-    if b.rest_url or b.ws_url:
-        ex.urls["api"] = repoint(ex.urls["api"], b.rest_url, b.ws_url)
-    return ex
 
 
 def ib_contracts(settings: Settings) -> dict[str, Any]:

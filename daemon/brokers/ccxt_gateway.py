@@ -60,6 +60,7 @@ import structlog
 
 from daemon.brokers import ccxt_mapping as cm
 from daemon.brokers.base import BrokerEventSink, OpenOrder
+from daemon.brokers.ccxt_client import ccxt_client
 from daemon.brokers.credentials import ApiCredentials
 from daemon.brokers.journal_port import OrderJournal, TrackerJournal
 from daemon.brokers.lifecycle import TERMINAL, OrderState
@@ -551,30 +552,3 @@ def build_ccxt_gateway(exchange_id: str, instruments: Mapping[str, Instrument], 
     ex = ccxt_client(exchange_id, credentials, sandbox=sandbox, api_urls=api_urls, options=options,
                      timeout_ms=timeout_ms)
     return CcxtGateway(ex, instruments, on_event, clock_now=clock_now, **gateway_kw)
-
-
-def ccxt_client(exchange_id: str, credentials: ApiCredentials, *, sandbox: bool = False,
-                api_urls: Mapping[str, Any] | None = None, options: Mapping[str, Any] | None = None,
-                timeout_ms: int = 10_000) -> Any:
-    """A ccxt pro client: rate limiter on, testnet if `sandbox`, `api_urls` merged over urls['api'];
-    ValueError for an exchange ccxt pro does not have."""
-    import ccxt.pro as ccxt_pro
-
-    cls = getattr(ccxt_pro, exchange_id, None)
-    if not isinstance(cls, type):
-        raise ValueError(f"ccxt pro has no exchange {exchange_id!r}")
-    ex = cls({**credentials.ccxt_config(), "enableRateLimit": True, "timeout": timeout_ms,
-              "options": dict(options or {})})
-    if sandbox:
-        ex.set_sandbox_mode(True)
-    if api_urls:
-        ex.urls["api"] = _merge(ex.urls["api"], api_urls)
-    return ex
-
-
-def _merge(base: Any, over: Mapping[str, Any]) -> Any:
-    """`base` (a nested dict of URLs) with `over`'s entries put over it, recursively."""
-    out = dict(base) if isinstance(base, Mapping) else {}
-    for k, v in over.items():
-        out[k] = _merge(out.get(k), v) if isinstance(v, Mapping) else v
-    return out

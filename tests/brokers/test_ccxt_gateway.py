@@ -10,6 +10,7 @@ import ccxt
 import pytest
 
 from daemon.brokers import ccxt_mapping as cm
+from daemon.brokers.ccxt_client import repoint
 from daemon.brokers.ccxt_gateway import CcxtGateway, IpBanned, build_ccxt_gateway
 from daemon.brokers.credentials import ApiCredentials
 from daemon.brokers.lifecycle import OrderState
@@ -26,7 +27,6 @@ from daemon.events import (
     Side,
 )
 from daemon.instruments import Instrument
-from daemon.live_broker import repoint
 from daemon.sources.backoff import Backoff
 from tests.fakes.binance_exchange import FakeBinanceExchange, ccxt_binance
 

@@ -962,7 +962,7 @@ class FakeBinanceExchange:
 
 
 def ccxt_binance(fake: FakeBinanceExchange, async_: bool = True, **config: Any) -> Any:
-    from daemon.live_broker import repoint
+    from daemon.brokers.ccxt_client import repoint
 
     """A real ccxt binance client (ccxt.pro.binance, or the sync ccxt.binance) pointed at the running `fake`."""
     if async_:
