@@ -1,6 +1,7 @@
-"""`depthd run` as systemd runs it: READY=1 once ready, WATCHDOG=1 from the loop, SIGHUP reloads the risk
-limits and the log level, and SIGTERM with resting paper orders cancels them, flushes the journal, says
-STOPPING=1 and exits 0 well within the stop timeout."""
+"""`depthd run` (paper) as systemd runs it: READY=1 once ready and WATCHDOG=1 from the loop; scraped,
+probed, killed and resumed over HTTP; SIGHUP reloads the risk limits and the log level; and SIGTERM with
+resting paper orders cancels them, flushes the journal, says STOPPING=1 and exits 0 well within the stop
+timeout."""
 
 from __future__ import annotations
 
@@ -10,16 +11,20 @@ import itertools
 import json
 import os
 import signal
+import socket
 import sqlite3
 import sys
 import time
 from pathlib import Path
+
+import aiohttp
 
 from tests.conftest import REPO
 from tests.fakes.binance_venue import FakeBinance
 from tests.ops.notify_socket import NotifySocket
 from tests.test_cli_live import SYM, write_config
 
+TOKEN = "shutdown-test-token-0123456789abcdef"
 STOP_TIMEOUT_S = 20  # systemd's TimeoutStopSec in the shipped unit is 45 s
 
 
@@ -38,7 +43,23 @@ snapshot_s = 1.0
 [paper]
 latency_us = 1500000       # an order (and its cancel) takes 1.5 s to reach the paper book: it rests meanwhile
 """)
+    port = free_port()
+    cfg.write_text(cfg.read_text() + f"""
+[control]
+enabled = true
+port = {port}
+""")
     return cfg
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def control_url(cfg: Path) -> str:
+    return "http://127.0.0.1:" + cfg.read_text().split("[control]")[1].split("port = ")[1].split()[0]
 
 
 def open_in_journal(path: Path) -> list[tuple[str, str]]:
@@ -63,12 +84,12 @@ def states(path: Path) -> dict[str, int]:
         con.close()
 
 
-async def test_notify_reload_and_a_clean_stop_with_resting_orders(tmp_path: Path) -> None:
+async def test_a_paper_service_is_probed_killed_resumed_reloaded_and_stopped_cleanly(tmp_path: Path) -> None:
     sock = NotifySocket(tmp_path / "notify")
     journal = tmp_path / "journal.db"
     async with FakeBinance("spot", [SYM], source="synthetic", seed=9) as fake:
         cfg = paper_service_config(tmp_path, fake.ws_url, fake.rest_url)
-        env = {**os.environ, "NOTIFY_SOCKET": sock.name, "WATCHDOG_USEC": "1000000"}
+        env = {**os.environ, "NOTIFY_SOCKET": sock.name, "WATCHDOG_USEC": "1000000", "DEPTHD_CONTROL_TOKEN": TOKEN}
         out_f, err_f = (tmp_path / "stdout").open("wb"), (tmp_path / "stderr").open("wb")  # never a full pipe
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "daemon", "run", "--config", str(cfg),
                                                     cwd=REPO, env=env, stdout=out_f, stderr=err_f)
@@ -83,6 +104,7 @@ async def test_notify_reload_and_a_clean_stop_with_resting_orders(tmp_path: Path
                 await asyncio.sleep(0.05)
             pings = sock.messages("WATCHDOG=1")
             assert len(pings) >= 2 and max(b - a for a, b in itertools.pairwise(pings)) < 1.0
+            await scrape_probe_kill_resume(control_url(cfg))
 
             cfg.write_text(cfg.read_text().replace("max_position = 1.0", "max_position = 0.5")
                            .replace('log_level = "info"', 'log_level = "debug"').replace(
@@ -124,3 +146,22 @@ async def test_notify_reload_and_a_clean_stop_with_resting_orders(tmp_path: Path
     assert set(states(journal)) <= {"FILLED", "CANCELED"}, "each order ended: cancelled, or filled before its cancel"
     assert "trading state ACTIVE" in err.decode()
     sock.close()
+
+
+async def scrape_probe_kill_resume(base: str) -> None:
+    """The paper session as ops see it: scraped, probed, killed and resumed over HTTP."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/metrics") as r:
+            text = await r.text()
+        assert r.status == 200 and 'depthd_feed_connected{venue="binance"} 1.0' in text
+        assert 'depthd_build_info{mode="paper"' in text and "depthd_journal_write_seconds_bucket" in text
+        for probe in ("health", "ready"):
+            async with http.get(f"{base}/{probe}") as r:
+                assert r.status == 200, await r.text()
+        async with http.post(f"{base}/kill", headers={"Authorization": "Bearer not-the-token-000000"}) as r:
+            assert r.status == 401
+        async with http.post(f"{base}/kill", headers=auth, json={"reason": "ops drill"}) as r:
+            assert r.status == 200 and (await r.json())["state"] == "HALTED"
+        async with http.post(f"{base}/resume", headers=auth, json={"reason": "drill over"}) as r:
+            assert r.status == 200 and (await r.json())["state"] == "ACTIVE"
