@@ -212,8 +212,11 @@ class LiveSession:
             self.service.notifier.stopping("stopping: cancelling orders" if self.settings.daemon.on_stop ==
                                            "cancel" else "stopping")
             if not self.record_only:  # feed and broker still run while the cancels land
-                self.wind_down = await wind_down(self.path.engine, self.settings.daemon.on_stop == "cancel",
-                                                 self.settings.daemon.stop_wait_s)
+                try:
+                    self.wind_down = await wind_down(self.path.engine, self.settings.daemon.on_stop == "cancel",
+                                                     self.settings.daemon.stop_wait_s)
+                except Exception:  # the connections and the journal are closed below whatever happened
+                    log.exception("wind_down_failed")
             self.books_at_stop = self.book_summary()  # closing the feed resets the books
             await self.feed.close()
             if self.live_broker is not None:

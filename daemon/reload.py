@@ -50,6 +50,14 @@ class Reloader:
             self.failures += 1
             log.error("reload_failed", config=str(self.config_path), error=str(exc))
             return ReloadResult(False, error=str(exc))
+        try:
+            return self._apply(new)
+        except Exception as exc:  # from a signal handler: report, keep running on what was applied
+            self.failures += 1
+            log.exception("reload_failed", config=str(self.config_path))
+            return ReloadResult(False, error=f"{type(exc).__name__}: {exc}")
+
+    def _apply(self, new: Settings) -> ReloadResult:
         old = self.settings
         applied, restart = [], []
         if new.risk != old.risk:

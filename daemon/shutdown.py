@@ -39,7 +39,10 @@ async def wind_down(engine: Engine, cancel: bool, wait_s: float,
     result = WindDown(open_client_ids(engine), cancel)
     if cancel and engine.broker is not None:
         for cid in result.open_at_stop:
-            engine.broker.cancel(cid)
+            try:
+                engine.broker.cancel(cid)
+            except Exception as exc:  # a broken broker must not stop the rest of the shutdown
+                log.error("stop_cancel_failed", client_id=cid, error=f"{type(exc).__name__}: {exc}")
         while open_client_ids(engine) and now() - started < wait_s:
             await asyncio.sleep(0.02)
     result.left_open = open_client_ids(engine)
