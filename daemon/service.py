@@ -128,7 +128,11 @@ class Service:
     async def _watch_ready(self) -> None:
         """READY=1 the first time the session is ready; STATUS= whenever what is missing changes."""
         while True:
-            ok, detail = self.probes.ready()
+            try:
+                ok, detail = self.probes.ready()
+            except Exception:  # a probe that fails is "not ready", logged, and asked again
+                log.exception("ready_probe_failed")
+                ok, detail = False, {"missing": ["the readiness probe failed (see the log)"]}
             missing = detail["missing"]
             if ok and self.ready_since is None:
                 self.ready_since = time.monotonic()
