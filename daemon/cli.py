@@ -170,14 +170,12 @@ def cmd_run(args: argparse.Namespace, record_only: bool = False) -> int:
     async def main() -> LiveSession:
         import signal
 
-        from daemon.reload import Reloader
-
-        session = LiveSession(settings, record_only=record_only, record_dir=out)
+        session = LiveSession(settings, record_only=record_only, record_dir=out, config_path=args.config)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, Reloader(args.config, settings, session.path).reload)
+        loop.add_signal_handler(signal.SIGHUP, session.reload)
         if args.duration > 0:
             loop.call_later(args.duration, stop.set)
         await session.run(stop)

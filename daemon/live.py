@@ -23,6 +23,7 @@ from daemon.app import TradingPath, build_path, instrument_lookup
 from daemon.clock import LiveClock
 from daemon.config import Settings
 from daemon.errors import ConfigError
+from daemon.reload import Reloader
 from daemon.routing import RESYNC_MARKER, FeedRouter
 from daemon.service import Service
 from daemon.shutdown import WindDown, wind_down
@@ -54,7 +55,8 @@ class LiveStats:
 class LiveSession:
     """One daemon's live market data and trading path (`record_only`: record and keep books, no trading)."""
 
-    def __init__(self, settings: Settings, *, record_only: bool = False, record_dir: str | None = None) -> None:
+    def __init__(self, settings: Settings, *, record_only: bool = False, record_dir: str | None = None,
+                 config_path: str | None = None) -> None:
         feed = settings.feed
         if not feed.symbols:
             raise ConfigError("feed.symbols: list the symbols to subscribe to")
@@ -103,6 +105,8 @@ class LiveSession:
                 self.live_broker = LiveBroker(settings, self.path, self.journal)
         self.control_url: str | None = None
         self.service: Service | None = None
+        # SIGHUP: re-read the config file and apply its safe parts (`reload`)
+        self.reloader = Reloader(config_path, settings, self.path) if config_path else None
         self.wind_down: WindDown | None = None
         self._last_problem = ""
         self.books_at_stop: dict[str, dict[str, Any]] = {}
@@ -243,6 +247,11 @@ class LiveSession:
             await asyncio.sleep(interval)
             self.recorder.flush()
 
+    def reload(self) -> None:
+        """Re-read the config file (SIGHUP): risk limits and log level apply, the rest waits for a restart."""
+        if self.reloader is not None:
+            self.reloader.reload()
+
     def _service(self) -> Service:
         """The ops side: HTTP endpoint, metrics, probes, loop monitor, systemd notifications."""
         lb = self.live_broker
@@ -251,4 +260,4 @@ class LiveSession:
         recovered = None if self.journal is None else (lambda: lb is None or lb.last_result is not None)
         return Service(self.settings, self.path, "record" if self.record_only else self.settings.daemon.mode,
                        feeds=[self.adapter.health], recorder=self.recorder, journal=self.journal,
-                       broker_connected=connected, journal_recovered=recovered, live=True)
+                       broker_connected=connected, journal_recovered=recovered, reloader=self.reloader, live=True)

@@ -28,6 +28,7 @@ from daemon.latency import LatencyHistogram, Stopwatch
 if TYPE_CHECKING:
     from daemon.journal import Journal
     from daemon.loop_monitor import LoopMonitor
+    from daemon.reload import Reloader
 
 _STAGE_METRICS = {"features": ("depthd_feature_update_seconds", "Time to build one feature sample"),
                   "score": ("depthd_score_seconds", "Time to score one sample with the model"),
@@ -44,8 +45,10 @@ class OpsCollector(Collector):
     """Service metrics beside PathCollector (trading) and FeedCollector (market data)."""
 
     def __init__(self, path: TradingPath, mode: str, loop: LoopMonitor | None = None,
-                 stopwatch: Stopwatch | None = None, journal: Journal | None = None) -> None:
+                 stopwatch: Stopwatch | None = None, journal: Journal | None = None,
+                 reloader: Reloader | None = None) -> None:
         self.path = path
+        self.reloader = reloader
         self.mode = mode
         self.loop = loop
         self.stopwatch = stopwatch
@@ -74,6 +77,12 @@ class OpsCollector(Collector):
             failed = CounterMetricFamily("depthd_journal_write_failures", "Journal writes that failed")
             failed.add_metric([], self.journal.counts["failed_writes"])
             yield failed
+        if self.reloader is not None:
+            reloads = CounterMetricFamily("depthd_config_reloads", "SIGHUP config reloads by result",
+                                          labels=["result"])
+            reloads.add_metric(["ok"], self.reloader.reloads - self.reloader.failures)
+            reloads.add_metric(["failed"], self.reloader.failures)
+            yield reloads
         yield from self._orders()
         yield from self._risk()
 

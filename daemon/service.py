@@ -38,6 +38,7 @@ from daemon.venues.health import FeedHealth
 if TYPE_CHECKING:
     from daemon.control import ControlServer
     from daemon.journal import Journal
+    from daemon.reload import Reloader
     from daemon.sources.recorder import Recorder
 
 log = structlog.get_logger("depthd.service")
@@ -52,7 +53,7 @@ class Service:
                  recorder: Recorder | None = None, journal: Journal | None = None,
                  broker_connected: Callable[[], bool] | None = None,
                  journal_recovered: Callable[[], bool] | None = None, bad_lines: dict[str, int] | None = None,
-                 notifier: Notifier | None = None, live: bool = False) -> None:
+                 reloader: Reloader | None = None, notifier: Notifier | None = None, live: bool = False) -> None:
         self.settings = settings
         self.path = path
         self.notifier = notifier if notifier is not None else Notifier()
@@ -64,7 +65,7 @@ class Service:
         self.probes = Probes(path, self.loop, self.feeds, broker_connected, journal_recovered)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(PathCollector(path, bad_lines))
-        self.registry.register(OpsCollector(path, mode, self.loop, self.stopwatch, journal))
+        self.registry.register(OpsCollector(path, mode, self.loop, self.stopwatch, journal, reloader))
         if live:
             from daemon.metrics_feed import FeedCollector
 

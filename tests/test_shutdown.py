@@ -156,6 +156,7 @@ async def scrape_probe_kill_resume(base: str) -> None:
             text = await r.text()
         assert r.status == 200 and 'depthd_feed_connected{venue="binance"} 1.0' in text
         assert 'depthd_build_info{mode="paper"' in text and "depthd_journal_write_seconds_bucket" in text
+        assert 'depthd_config_reloads_total{result="failed"} 0.0' in text
         for probe in ("health", "ready"):
             async with http.get(f"{base}/{probe}") as r:
                 assert r.status == 200, await r.text()
