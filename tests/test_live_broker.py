@@ -9,6 +9,7 @@ import os
 import signal
 import sqlite3
 import sys
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -201,24 +202,13 @@ async def test_sigterm_cancels_the_orders_resting_at_the_venue_and_exits_0(tmp_p
             update={"order_type": "limit"})})  # limit orders at the touch rest at the fake venue
         cfg = tmp_path / "live.toml"
         cfg.write_text(_toml(settings))
-        out = (tmp_path / "stdout").open("wb")
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "daemon", "run", "--config", str(cfg),
-                                                    cwd=REPO, env={**os.environ, **creds}, stdout=out,
-                                                    stderr=asyncio.subprocess.DEVNULL)
-        try:
-            deadline = asyncio.get_running_loop().time() + 60
-            while asyncio.get_running_loop().time() < deadline and not any(o.is_open for o in ex.orders):
-                await md.push(20)
-                await asyncio.sleep(0.03)
-            resting = [o.client_id for o in ex.orders if o.is_open]
-            assert resting, "the daemon's limit orders rest at the venue"
-            proc.send_signal(signal.SIGTERM)
-            code = await asyncio.wait_for(proc.wait(), 30)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-            out.close()
+        resting: list[str] = []
+
+        def orders_rest() -> bool:
+            resting[:] = [o.client_id for o in ex.orders if o.is_open]
+            return bool(resting)
+
+        code = await sigterm_once(cfg, md, orders_rest, "the daemon's limit orders rest at the venue", creds)
         assert code == 0
         assert not [o.client_id for o in ex.orders if o.is_open], "every order was cancelled at the venue"
         assert all(ex.order(cid).status in ("CANCELED", "FILLED") for cid in resting)
@@ -233,3 +223,23 @@ def journal_open_orders(path: Path) -> list[str]:
                                               "'FILLED', 'REJECTED', 'EXPIRED')")]
     finally:
         con.close()
+
+
+async def sigterm_once(cfg: Path, md: FakeBinance, ready: Callable[[], bool], what: str,
+                       env: dict[str, str] | None = None) -> int:
+    """Run `depthd run` on `cfg`, feed it market data until `ready()`, send SIGTERM; its exit code."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "daemon", "run", "--config", str(cfg),
+                                                cwd=REPO, env={**os.environ, **(env or {})},
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while asyncio.get_running_loop().time() < deadline and not ready():
+            await md.push(20)
+            await asyncio.sleep(0.03)
+        assert ready(), what
+        proc.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(proc.wait(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -20,7 +20,7 @@ from tests.conftest import REPO
 from tests.fakes.binance_venue import FakeBinance
 from tests.fakes.tws_orders import FakeTwsOrders
 from tests.live_harness import LiveHarness, live_settings
-from tests.test_live_broker import _safe_fills, _toml, journal_fills, journal_open_orders
+from tests.test_live_broker import _safe_fills, _toml, journal_fills, journal_open_orders, sigterm_once
 
 SYM = "BTCUSDT"
 CON = 9001
@@ -140,22 +140,14 @@ async def test_sigterm_cancels_the_orders_working_at_ib_and_exits_0(tmp_path: Pa
     async with FakeBinance("spot", [SYM], source="synthetic", seed=5) as md:
         cfg = tmp_path / "live.toml"
         cfg.write_text(_toml(ib_live(tmp_path, md, tws.port)))
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "daemon", "run", "--config", str(cfg),
-                                                    cwd=REPO, stdout=asyncio.subprocess.DEVNULL,
-                                                    stderr=asyncio.subprocess.DEVNULL)
-        try:
-            deadline = asyncio.get_running_loop().time() + 60
-            while asyncio.get_running_loop().time() < deadline and not any(o.open for o in tws.orders.values()):
-                await md.push(20)
-                await asyncio.sleep(0.03)
-            working = [o.order_ref for o in tws.orders.values() if o.open]
-            assert working, "the daemon's orders work at IB (the fake TWS fills nothing by itself)"
-            proc.send_signal(signal.SIGTERM)
-            code = await asyncio.wait_for(proc.wait(), 30)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+        working: list[str] = []
+
+        def orders_work() -> bool:
+            working[:] = [o.order_ref for o in tws.orders.values() if o.open]
+            return bool(working)
+
+        code = await sigterm_once(cfg, md, orders_work, "the daemon's orders work at IB (the fake TWS fills nothing "
+                                  "by itself)")
     assert code == 0
     assert not [o.order_ref for o in tws.orders.values() if o.open], "every order was cancelled at IB"
     assert all(tws.by_ref(ref).status == "Cancelled" for ref in working)
