@@ -26,7 +26,6 @@ class Notifier:
         env = os.environ if env is None else env
         path = env.get("NOTIFY_SOCKET", "")
         self.address = ("\0" + path[1:]) if path.startswith("@") else path
-        self.sent: list[str] = []  # the last notifications sent (kept short), for status and tests
         self.errors = 0
         usec = env.get("WATCHDOG_USEC", "")
         pid = env.get("WATCHDOG_PID", "")
@@ -56,7 +55,6 @@ class Notifier:
             self.errors += 1
             log.warning("sd_notify_failed", error=f"{type(exc).__name__}: {exc}", message=text.split("\n")[0])
             return False
-        self.sent = [*self.sent[-31:], text]
         return True
 
     def ready(self, status: str = "") -> bool:
