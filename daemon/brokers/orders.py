@@ -262,7 +262,6 @@ class OrderTracker:
         self._after_replace(rec, _E.REPLACE_REJECT)
         return []
 
-
     def accepted(self, client_id: str, ts: int, venue_id: str | None = None) -> list[BrokerEvent]:
         """The venue acknowledged the order (create response or order update)."""
         rec = self._find(client_id, "accept", ts)
